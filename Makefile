@@ -1,0 +1,76 @@
+# ngx_studio_testusers_module: build against Debian's nginx-dev, test, run.
+#
+#   make run     build and start the gateway on 127.0.0.1:8080
+#   make test    install what is missing, build, run every test
+#   make fuzz    libFuzzer over the form decoder (FUZZ_SECONDS, default 60)
+
+SHELL        := /bin/bash
+NGX_SRC      ?= /usr/share/nginx/src
+BUILD        := $(CURDIR)/build
+MODULE       := objs/ngx_http_studio_testusers_module.so
+SRC_DIR      := ngx_studio_testusers_module
+SOURCES      := $(wildcard $(SRC_DIR)/*.c $(SRC_DIR)/*.h) config
+PURE         := $(SRC_DIR)/ngx_http_studio_testusers_form.c \
+                $(SRC_DIR)/ngx_http_studio_testusers_validate.c
+CFLAGS_UNIT  := -std=c99 -O2 -g -Wall -Wextra -Werror -I$(SRC_DIR)
+FUZZ_SECONDS ?= 60
+PROVE_JOBS   ?= 2
+
+.PHONY: all build deps test unit prove run fuzz fuzz-smoke clean
+
+all: build
+
+build: $(MODULE)
+
+deps:
+	@tools/install-deps.sh
+
+$(BUILD)/nginx-src/.configured: config
+	rm -rf $(BUILD)/nginx-src $(BUILD)/ngx
+	mkdir -p $(BUILD)
+	cp -a $(NGX_SRC) $(BUILD)/nginx-src
+	cd $(BUILD)/nginx-src && . ./conf_flags \
+	    && ./configure "$${NGX_CONF_FLAGS[@]}" \
+	       --add-dynamic-module=$(CURDIR) --builddir=$(BUILD)/ngx > $(BUILD)/configure.log \
+	    || { tail -30 $(BUILD)/configure.log; exit 1; }
+	touch $@
+
+$(MODULE): $(BUILD)/nginx-src/.configured $(SOURCES)
+	$(MAKE) -s -f $(BUILD)/ngx/Makefile -C $(BUILD)/nginx-src modules
+	mkdir -p objs
+	cp $(BUILD)/ngx/ngx_http_studio_testusers_module.so $@
+
+$(BUILD)/unit/%: t/unit/%.c $(PURE) $(wildcard $(SRC_DIR)/*.h)
+	mkdir -p $(BUILD)/unit
+	$(CC) $(CFLAGS_UNIT) -fsanitize=address,undefined -fno-sanitize-recover=all \
+	    -o $@ $< $(PURE)
+
+unit: $(BUILD)/unit/form_test $(BUILD)/unit/validate_test
+
+prove: build unit
+	prove -j$(PROVE_JOBS) -I t/lib t/
+
+test: deps
+	$(MAKE) build unit
+	$(MAKE) fuzz-smoke
+	prove -j$(PROVE_JOBS) -I t/lib t/
+
+$(BUILD)/fuzz/form_fuzz: t/fuzz/form_fuzz.c $(PURE) $(wildcard $(SRC_DIR)/*.h)
+	mkdir -p $(BUILD)/fuzz
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	    -I$(SRC_DIR) -o $@ $< $(PURE)
+
+fuzz: deps $(BUILD)/fuzz/form_fuzz
+	mkdir -p $(BUILD)/fuzz/corpus
+	$(BUILD)/fuzz/form_fuzz -max_total_time=$(FUZZ_SECONDS) \
+	    -dict=t/fuzz/form.dict $(BUILD)/fuzz/corpus t/fuzz/corpus
+
+# a short run in every `make test`, so the target and its seeds never rot
+fuzz-smoke: $(BUILD)/fuzz/form_fuzz
+	$(BUILD)/fuzz/form_fuzz -runs=20000 -dict=t/fuzz/form.dict t/fuzz/corpus
+
+run: deps build
+	@tools/run-gateway.sh
+
+clean:
+	rm -rf $(BUILD) objs

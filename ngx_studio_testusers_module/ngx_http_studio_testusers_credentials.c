@@ -1,0 +1,324 @@
+
+/*
+ * Copyright (C) ngx_studio_testusers_module authors
+ *
+ * Credential custody: the secret file is read once, at configuration time,
+ * into a ready "Authorization: Basic" header; at request time the client's
+ * own Authorization headers are dropped and the service header is lent to
+ * proxy_pass only while it builds the upstream request.
+ */
+
+
+#include "ngx_http_studio_testusers_module.h"
+
+
+#define NGX_HTTP_STU_CRED_MAX     512
+#define NGX_HTTP_STU_SID_LEN      34
+#define NGX_HTTP_STU_SECRET_LEN   32
+
+
+static const char *ngx_http_studio_testusers_credentials_parse(u_char *p,
+    size_t len, ngx_str_t *line);
+
+
+char *
+ngx_http_studio_testusers_credentials_load(ngx_conf_t *cf, ngx_str_t *file,
+    ngx_http_studio_testusers_credentials_t *cred)
+{
+    u_char            *p;
+    ssize_t            n;
+    ngx_fd_t           fd;
+    ngx_str_t          line, encoded;
+    ngx_uint_t         i;
+    const char        *err;
+    ngx_file_info_t    fi;
+    u_char             buf[NGX_HTTP_STU_CRED_MAX + 1];
+
+    cred->file = *file;
+
+    if (ngx_conf_full_name(cf->cycle, &cred->file, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(cred->file.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "studio_testusers_credentials: "
+                           ngx_open_file_n " \"%V\" failed", &cred->file);
+        return NGX_CONF_ERROR;
+    }
+
+    err = NULL;
+    n = 0;
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "studio_testusers_credentials: "
+                           ngx_fd_info_n " \"%V\" failed", &cred->file);
+        err = "";
+
+    } else if (!ngx_is_file(&fi)) {
+        err = "is not a regular file";
+
+    } else {
+        if (ngx_file_access(&fi) & 077) {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                               "studio_testusers_credentials: \"%V\" is "
+                               "accessible by other users (mode %04uo), "
+                               "make it 0600 or 0400", &cred->file,
+                               (ngx_uint_t) ngx_file_access(&fi));
+        }
+
+        n = ngx_read_fd(fd, buf, sizeof(buf));
+
+        if (n == -1) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                               "studio_testusers_credentials: "
+                               ngx_read_fd_n " \"%V\" failed", &cred->file);
+            err = "";
+            n = 0;
+        }
+    }
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_ALERT, cf, ngx_errno,
+                           ngx_close_file_n " \"%V\" failed", &cred->file);
+    }
+
+    if (err == NULL) {
+        err = ngx_http_studio_testusers_credentials_parse(buf, n, &line);
+    }
+
+    if (err) {
+        ngx_explicit_memzero(buf, sizeof(buf));
+
+        if (*err) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "studio_testusers_credentials: \"%V\" %s",
+                               &cred->file, err);
+        }
+
+        return NGX_CONF_ERROR;
+    }
+
+    /* only the SID: the secret lives on in the encoded header alone */
+
+    cred->sid.len = NGX_HTTP_STU_SID_LEN;
+    cred->sid.data = line.data;
+    cred->sid.data = ngx_pstrdup(cf->pool, &cred->sid);
+
+    encoded.len = sizeof("Basic ") - 1 + ngx_base64_encoded_length(line.len);
+    p = ngx_pnalloc(cf->pool, encoded.len);
+
+    if (cred->sid.data == NULL || p == NULL) {
+        ngx_explicit_memzero(buf, sizeof(buf));
+        return NGX_CONF_ERROR;
+    }
+
+    encoded.data = p + sizeof("Basic ") - 1;
+    ngx_encode_base64(&encoded, &line);
+    ngx_explicit_memzero(buf, sizeof(buf));
+
+    ngx_memcpy(p, "Basic ", sizeof("Basic ") - 1);
+
+    cred->header.value.data = p;
+    cred->header.value.len = sizeof("Basic ") - 1 + encoded.len;
+
+    ngx_str_set(&cred->header.key, "Authorization");
+    cred->header.lowcase_key = (u_char *) "authorization";
+
+    /* as the request parser computes it, so proxy_set_header dedupes it */
+
+    cred->header.hash = 0;
+    for (i = 0; i < cred->header.key.len; i++) {
+        cred->header.hash = ngx_hash(cred->header.hash,
+                                     cred->header.lowcase_key[i]);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * One line "SID:SECRET", an optional line ending after it.  Messages never
+ * quote the file: it holds a secret.
+ */
+
+static const char *
+ngx_http_studio_testusers_credentials_parse(u_char *p, size_t len,
+    ngx_str_t *line)
+{
+    u_char      *colon, *secret;
+    size_t       i, slen;
+
+    if (len > NGX_HTTP_STU_CRED_MAX) {
+        return "is too large for one credential line";
+    }
+
+    if (len && p[len - 1] == '\n') {
+        len--;
+
+        if (len && p[len - 1] == '\r') {
+            len--;
+        }
+    }
+
+    if (len == 0) {
+        return "is empty";
+    }
+
+    if (ngx_strlchr(p, p + len, '\n') || ngx_strlchr(p, p + len, '\r')) {
+        return "holds more than one line: expected one line SID:SECRET";
+    }
+
+    colon = ngx_strlchr(p, p + len, ':');
+
+    if (colon == NULL) {
+        return "is malformed: expected one line SID:SECRET";
+    }
+
+    if (colon - p != NGX_HTTP_STU_SID_LEN
+        || !((p[0] == 'A' && p[1] == 'C') || (p[0] == 'S' && p[1] == 'K')))
+    {
+        return "has a malformed SID: expected \"AC\" or \"SK\" "
+               "followed by 32 hex digits";
+    }
+
+    for (i = 2; i < NGX_HTTP_STU_SID_LEN; i++) {
+        if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')
+              || (p[i] >= 'A' && p[i] <= 'F')))
+        {
+            return "has a malformed SID: expected \"AC\" or \"SK\" "
+                   "followed by 32 hex digits";
+        }
+    }
+
+    secret = colon + 1;
+    slen = p + len - secret;
+
+    if (slen != NGX_HTTP_STU_SECRET_LEN) {
+        return "has a malformed secret: expected 32 letters or digits";
+    }
+
+    for (i = 0; i < slen; i++) {
+        if (!((secret[i] >= '0' && secret[i] <= '9')
+              || (secret[i] >= 'a' && secret[i] <= 'z')
+              || (secret[i] >= 'A' && secret[i] <= 'Z')))
+        {
+            return "has a malformed secret: expected 32 letters or digits";
+        }
+    }
+
+    line->data = p;
+    line->len = len;
+
+    return NULL;
+}
+
+
+/*
+ * Rebuilds the header list without the client's Authorization headers.
+ * Elements are copied, not moved: r->headers_in.host and the like keep
+ * pointing at the old, still valid, elements.  One spare slot is left so
+ * lending the credential later allocates nothing.
+ */
+
+ngx_int_t
+ngx_http_studio_testusers_credentials_stage(ngx_http_request_t *r,
+    ngx_http_studio_testusers_ctx_t *ctx,
+    ngx_http_studio_testusers_credentials_t *cred)
+{
+    ngx_uint_t        i, n;
+    ngx_list_t        old;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *nh;
+
+    old = r->headers_in.headers;
+
+    n = 0;
+    for (part = &old.part; part; part = part->next) {
+        n += part->nelts;
+    }
+
+    if (ngx_list_init(&r->headers_in.headers, r->pool, n + 1,
+                      sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (part = &old.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+
+            if (h[i].key.len == sizeof("Authorization") - 1
+                && ngx_strncmp(h[i].lowcase_key, "authorization",
+                               sizeof("authorization") - 1) == 0)
+            {
+                continue;
+            }
+
+            nh = ngx_list_push(&r->headers_in.headers);
+            if (nh == NULL) {
+                return NGX_ERROR;
+            }
+
+            *nh = h[i];
+        }
+    }
+
+    ctx->credentials = cred;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_studio_testusers_credentials_inject(ngx_http_request_t *r,
+    ngx_http_studio_testusers_ctx_t *ctx)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_in.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ctx->credentials->header;
+    ctx->credential = h;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_studio_testusers_credentials_withdraw(ngx_http_request_t *r,
+    ngx_http_studio_testusers_ctx_t *ctx)
+{
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    h = ctx->credential;
+    part = r->headers_in.headers.last;
+
+    if (h == NULL) {
+        return;
+    }
+
+    if (part->nelts && h == (ngx_table_elt_t *) part->elts + part->nelts - 1) {
+        part->nelts--;
+
+    } else {
+        /* somebody appended after us: keep the slot, lose the secret */
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "studio_testusers: credential header is not last");
+        ngx_str_set(&h->key, "X-Studio-Testusers-Withdrawn");
+        h->lowcase_key = (u_char *) "x-studio-testusers-withdrawn";
+        h->hash = 0;
+        ngx_str_null(&h->value);
+    }
+
+    ctx->credential = NULL;
+}

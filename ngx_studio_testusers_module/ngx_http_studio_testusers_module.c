@@ -1,0 +1,625 @@
+
+/*
+ * Copyright (C) ngx_studio_testusers_module authors
+ *
+ * The glue: directives, the precontent phase handler that judges a Test
+ * Users request, the content handler wrapper that lends the credential to
+ * proxy_pass, and the variables.
+ */
+
+
+#include "ngx_http_studio_testusers_module.h"
+
+
+enum {
+    NGX_HTTP_STU_VAR_FLOW_SID = 0,
+    NGX_HTTP_STU_VAR_IDENTITIES,
+    NGX_HTTP_STU_VAR_RESULT,
+    NGX_HTTP_STU_VAR_REASON
+};
+
+
+static ngx_int_t ngx_http_studio_testusers_handler(ngx_http_request_t *r);
+static void ngx_http_studio_testusers_body_handler(ngx_http_request_t *r);
+static stu_reason_e ngx_http_studio_testusers_check(ngx_http_request_t *r,
+    ngx_http_studio_testusers_ctx_t *ctx, ngx_uint_t *need_body);
+static ngx_int_t ngx_http_studio_testusers_accept(ngx_http_request_t *r,
+    ngx_http_studio_testusers_ctx_t *ctx);
+static ngx_int_t ngx_http_studio_testusers_reject(ngx_http_request_t *r,
+    ngx_http_studio_testusers_ctx_t *ctx, stu_reason_e reason,
+    size_t position);
+static ngx_int_t ngx_http_studio_testusers_content_handler(
+    ngx_http_request_t *r);
+static void ngx_http_studio_testusers_cleanup(void *data);
+
+static ngx_int_t ngx_http_studio_testusers_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+static ngx_int_t ngx_http_studio_testusers_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_studio_testusers_init(ngx_conf_t *cf);
+static void *ngx_http_studio_testusers_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_studio_testusers_merge_loc_conf(ngx_conf_t *cf,
+    void *parent, void *child);
+static char *ngx_http_studio_testusers_credentials(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+
+
+static ngx_command_t  ngx_http_studio_testusers_commands[] = {
+
+    { ngx_string("studio_testusers"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_studio_testusers_loc_conf_t, enable),
+      NULL },
+
+    { ngx_string("studio_testusers_credentials"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_studio_testusers_credentials,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_studio_testusers_module_ctx = {
+    ngx_http_studio_testusers_add_variables, /* preconfiguration */
+    ngx_http_studio_testusers_init,        /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_studio_testusers_create_loc_conf, /* create location conf */
+    ngx_http_studio_testusers_merge_loc_conf   /* merge location conf */
+};
+
+
+ngx_module_t  ngx_http_studio_testusers_module = {
+    NGX_MODULE_V1,
+    &ngx_http_studio_testusers_module_ctx, /* module context */
+    ngx_http_studio_testusers_commands,    /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_http_variable_t  ngx_http_studio_testusers_vars[] = {
+
+    { ngx_string("studio_testusers_flow_sid"), NULL,
+      ngx_http_studio_testusers_variable, NGX_HTTP_STU_VAR_FLOW_SID,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("studio_testusers_identities"), NULL,
+      ngx_http_studio_testusers_variable, NGX_HTTP_STU_VAR_IDENTITIES,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("studio_testusers_result"), NULL,
+      ngx_http_studio_testusers_variable, NGX_HTTP_STU_VAR_RESULT,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("studio_testusers_reason"), NULL,
+      ngx_http_studio_testusers_variable, NGX_HTTP_STU_VAR_REASON,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_str_t  ngx_http_studio_testusers_results[] = {
+    ngx_null_string,
+    ngx_string("forwarded"),
+    ngx_string("rejected")
+};
+
+
+/*
+ * Runs in the precontent phase: after allow/deny, auth_basic and
+ * auth_request have judged the client's own request, before proxy_pass.
+ * Success is NGX_DECLINED, so the other precontent handlers still run.
+ */
+
+static ngx_int_t
+ngx_http_studio_testusers_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                              rc;
+    ngx_uint_t                             need_body;
+    stu_reason_e                           reason;
+    ngx_pool_cleanup_t                    *cln;
+    ngx_http_studio_testusers_ctx_t       *ctx;
+    ngx_http_studio_testusers_loc_conf_t  *slcf;
+
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_studio_testusers_module);
+
+    if (!slcf->enable) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_studio_testusers_module);
+
+    if (ctx) {
+        return ctx->phase_rc;
+    }
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "studio_testusers handler");
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_studio_testusers_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the cleanup lets variables find ctx after an internal redirect */
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_studio_testusers_cleanup;
+    cln->data = ctx;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_studio_testusers_module);
+
+    stu_form_init(&ctx->form, NULL, NULL);
+
+    reason = ngx_http_studio_testusers_check(r, ctx, &need_body);
+
+    if (reason != STU_OK) {
+        return ngx_http_studio_testusers_reject(r, ctx, reason, 0);
+    }
+
+    if (!need_body) {
+        return ngx_http_studio_testusers_accept(r, ctx);
+    }
+
+    /* body-read ownership as in ngx_http_mirror_module */
+
+    ctx->phase_rc = NGX_DONE;
+
+    rc = ngx_http_studio_testusers_read_body(r, ctx,
+                                      ngx_http_studio_testusers_body_handler);
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    ngx_http_finalize_request(r, NGX_DONE);
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_studio_testusers_body_handler(ngx_http_request_t *r)
+{
+    stu_reason_e                      reason;
+    ngx_http_studio_testusers_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_studio_testusers_module);
+
+    reason = ngx_http_studio_testusers_body_done(r, ctx);
+
+    if (reason != STU_OK) {
+        (void) ngx_http_studio_testusers_reject(r, ctx, reason,
+                                                ctx->form.position);
+        return;
+    }
+
+    ctx->phase_rc = ngx_http_studio_testusers_accept(r, ctx);
+
+    r->write_event_handler = ngx_http_core_run_phases;
+    ngx_http_core_run_phases(r);
+}
+
+
+/* what can be judged before the body: path, method, Content-Type */
+
+static stu_reason_e
+ngx_http_studio_testusers_check(ngx_http_request_t *r,
+    ngx_http_studio_testusers_ctx_t *ctx, ngx_uint_t *need_body)
+{
+    ngx_str_t             *uri;
+    ngx_uint_t             i, types;
+    stu_reason_e           reason;
+    ngx_list_part_t       *part;
+    ngx_table_elt_t       *h, *type;
+    const unsigned char   *sid;
+
+    *need_body = 0;
+
+    /*
+     * proxy_pass without a URI part forwards the raw request target when
+     * it is still valid, and the normalised r->uri after a rewrite
+     */
+
+    uri = r->valid_unparsed_uri ? &r->unparsed_uri : &r->uri;
+
+    reason = stu_check_path(uri->data, uri->len, &sid);
+
+    if (reason == STU_PATH_NOT_FOUND) {
+        return reason;
+    }
+
+    /* a copy: variables are read after the header buffer may be reused */
+
+    ctx->flow_sid.len = STU_FLOW_SID_LEN;
+    ctx->flow_sid.data = ngx_cpymem(ctx->flow_sid_buf, sid, STU_FLOW_SID_LEN)
+                         - STU_FLOW_SID_LEN;
+
+    if (reason != STU_OK || (!r->valid_unparsed_uri && r->args.len)) {
+        return STU_QUERY_STRING;
+    }
+
+    if (r->method == NGX_HTTP_GET) {
+
+        if (r->headers_in.content_length_n > 0) {
+            return STU_GET_WITH_BODY;
+        }
+
+        /* chunked or HTTP/2 without END_STREAM: read it, it must be empty */
+
+        *need_body = r->headers_in.chunked;
+        return STU_OK;
+    }
+
+    if (r->method != NGX_HTTP_POST) {
+        return STU_METHOD_NOT_ALLOWED;
+    }
+
+    /* r->headers_in.content_type holds only the first one: count them all */
+
+    types = 0;
+    type = NULL;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("Content-Type") - 1
+            && ngx_strncmp(h[i].lowcase_key, "content-type",
+                           sizeof("content-type") - 1) == 0)
+        {
+            types++;
+            type = &h[i];
+        }
+    }
+
+    if (types > 1) {
+        return STU_CONTENT_TYPE_DUPLICATE;
+    }
+
+    if (type == NULL) {
+        if (r->headers_in.content_length_n <= 0 && !r->headers_in.chunked) {
+            return STU_MISSING_IDENTITIES;
+        }
+
+        return STU_CONTENT_TYPE_UNSUPPORTED;
+    }
+
+    reason = stu_check_content_type(type->value.data, type->value.len);
+
+    if (reason != STU_OK) {
+        return reason;
+    }
+
+    *need_body = 1;
+
+    return STU_OK;
+}
+
+
+static ngx_int_t
+ngx_http_studio_testusers_accept(ngx_http_request_t *r,
+    ngx_http_studio_testusers_ctx_t *ctx)
+{
+    ngx_http_studio_testusers_loc_conf_t  *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_studio_testusers_module);
+
+    ctx->result = NGX_HTTP_STU_FORWARDED;
+
+    if (r->content_handler == NULL) {
+        /* nothing will be forwarded, so no credential is lent either */
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_studio_testusers_credentials_stage(r, ctx, slcf->credentials)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->content_handler = r->content_handler;
+    r->content_handler = ngx_http_studio_testusers_content_handler;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "studio_testusers forward flow \"%V\", identities: %uz",
+                   &ctx->flow_sid, ctx->form.identities);
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_studio_testusers_reject(ngx_http_request_t *r,
+    ngx_http_studio_testusers_ctx_t *ctx, stu_reason_e reason,
+    size_t position)
+{
+    ngx_int_t  rc;
+
+    ctx->result = NGX_HTTP_STU_REJECTED;
+    ctx->reason = reason;
+    ctx->phase_rc = NGX_DONE;
+
+    /* only our own constant strings: no client bytes reach the log */
+
+    if (position) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "studio_testusers: rejected, %s (value %uz)",
+                      stu_reasons[reason].name, position);
+
+    } else {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "studio_testusers: rejected, %s",
+                      stu_reasons[reason].name);
+    }
+
+    rc = ngx_http_studio_testusers_send_error(r, reason, position);
+
+    ngx_http_finalize_request(r, rc);
+
+    return NGX_DONE;
+}
+
+
+/*
+ * The credential joins the request headers only while proxy_pass builds
+ * its upstream request, which it does synchronously once the body has been
+ * read: access checks, subrequests, filters and log variables never see it.
+ */
+
+static ngx_int_t
+ngx_http_studio_testusers_content_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                         rc;
+    ngx_http_studio_testusers_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_studio_testusers_module);
+
+    if (ctx == NULL || ctx->content_handler == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "studio_testusers: content handler without context");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_studio_testusers_credentials_inject(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ctx->content_handler(r);
+
+    ngx_http_studio_testusers_credentials_withdraw(r, ctx);
+
+    return rc;
+}
+
+
+static void
+ngx_http_studio_testusers_cleanup(void *data)
+{
+    /* a marker only: see ngx_http_studio_testusers_get_ctx() */
+}
+
+
+ngx_http_studio_testusers_ctx_t *
+ngx_http_studio_testusers_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t               *cln;
+    ngx_http_studio_testusers_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_studio_testusers_module);
+
+    if (ctx || !r->main->internal) {
+        return ctx;
+    }
+
+    /* an internal redirect zeroed r->ctx; the newest cleanup is first */
+
+    for (cln = r->main->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_studio_testusers_cleanup) {
+            return cln->data;
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_http_studio_testusers_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                           *p;
+    ngx_str_t                         s;
+    ngx_http_studio_testusers_ctx_t  *ctx;
+
+    ctx = ngx_http_studio_testusers_get_ctx(r);
+
+    if (ctx == NULL || ctx->result == NGX_HTTP_STU_NONE) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    switch (data) {
+
+    case NGX_HTTP_STU_VAR_FLOW_SID:
+        s = ctx->flow_sid;
+        break;
+
+    case NGX_HTTP_STU_VAR_IDENTITIES:
+        p = ngx_pnalloc(r->pool, NGX_SIZE_T_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        s.data = p;
+        s.len = ngx_sprintf(p, "%uz", ctx->form.identities) - p;
+        break;
+
+    case NGX_HTTP_STU_VAR_RESULT:
+        s = ngx_http_studio_testusers_results[ctx->result];
+        break;
+
+    default: /* NGX_HTTP_STU_VAR_REASON */
+        s.data = (u_char *) stu_reasons[ctx->reason].name;
+        s.len = ngx_strlen(s.data);
+        break;
+    }
+
+    if (s.len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = s.len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->data = s.data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_studio_testusers_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_studio_testusers_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_studio_testusers_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_studio_testusers_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_studio_testusers_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    conf->enable = NGX_CONF_UNSET;
+    conf->credentials = NGX_CONF_UNSET_PTR;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_studio_testusers_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child)
+{
+    ngx_http_studio_testusers_loc_conf_t *prev = parent;
+    ngx_http_studio_testusers_loc_conf_t *conf = child;
+
+    ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_ptr_value(conf->credentials, prev->credentials, NULL);
+
+    if (conf->enable && conf->credentials == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"studio_testusers on\" needs "
+                           "\"studio_testusers_credentials\" at the same "
+                           "or an enclosing level");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_studio_testusers_credentials(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_studio_testusers_loc_conf_t *slcf = conf;
+
+    ngx_str_t                                *value;
+    ngx_http_studio_testusers_credentials_t  *cred;
+
+    if (slcf->credentials != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    cred = ngx_pcalloc(cf->pool, sizeof(ngx_http_studio_testusers_credentials_t));
+    if (cred == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_studio_testusers_credentials_load(cf, &value[1], cred)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    slcf->credentials = cred;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_studio_testusers_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_studio_testusers_handler;
+
+    return ngx_http_studio_testusers_body_init(cf);
+}

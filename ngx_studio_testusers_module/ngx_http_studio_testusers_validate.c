@@ -1,0 +1,315 @@
+
+/*
+ * Copyright (C) ngx_studio_testusers_module authors
+ */
+
+
+#include <string.h>
+
+#include "ngx_http_studio_testusers_validate.h"
+
+
+#define STU_PATH_PREFIX       "/v2/Flows/"
+#define STU_PATH_SUFFIX       "/TestUsers"
+#define STU_FORM_TYPE         "application/x-www-form-urlencoded"
+
+#define stu_lower(c)          ((c) >= 'A' && (c) <= 'Z' ? (c) | 0x20 : (c))
+
+
+const stu_reason_t  stu_reasons[STU_REASON_LAST] = {
+    { "", 200, 0, "" },
+    { "path_not_found", 404, 20404,
+      "The requested resource was not found" },
+    { "query_string", 400, 20001,
+      "Query parameters are not accepted on this resource" },
+    { "method_not_allowed", 405, 20004,
+      "Method not allowed: use GET or POST" },
+    { "get_with_body", 400, 20001,
+      "A GET request must not carry a body" },
+    { "content_type_unsupported", 415, 20001,
+      "Content-Type must be application/x-www-form-urlencoded" },
+    { "content_type_duplicate", 400, 20001,
+      "More than one Content-Type header" },
+    { "malformed_escape", 400, 20001,
+      "Malformed percent-escape in the post body" },
+    { "malformed_form", 400, 20001,
+      "Malformed form body: empty field or unescaped '=' in a value" },
+    { "unknown_parameter", 400, 20001,
+      "Unknown parameter in the post body: only TestUsers is accepted" },
+    { "missing_identities", 400, 20001,
+      "Missing required parameter TestUsers in the post body" },
+    { "identity_empty", 400, 20001,
+      "TestUsers value %u is empty" },
+    { "identity_too_long", 400, 20001,
+      "TestUsers value %u is longer than 300 bytes" },
+    { "identity_invalid_utf8", 400, 20001,
+      "TestUsers value %u is not valid UTF-8" },
+    { "identity_control_char", 400, 20001,
+      "TestUsers value %u contains a control character" },
+    { "internal_error", 500, 20500,
+      "Internal error in the gateway" },
+};
+
+
+int
+stu_flow_sid_valid(const unsigned char *p, size_t len)
+{
+    size_t  i;
+
+    if (len != STU_FLOW_SID_LEN || p[0] != 'F' || p[1] != 'W') {
+        return 0;
+    }
+
+    for (i = 2; i < len; i++) {
+        if (!((p[i] >= '0' && p[i] <= '9')
+              || (p[i] >= 'a' && p[i] <= 'f')
+              || (p[i] >= 'A' && p[i] <= 'F')))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+stu_reason_e
+stu_check_path(const unsigned char *uri, size_t len,
+    const unsigned char **sid)
+{
+    size_t                plen;
+    const unsigned char  *q;
+
+    q = memchr(uri, '?', len);
+    plen = q ? (size_t) (q - uri) : len;
+
+    /* exact bytes: escapes, "//", dot segments, ";" all fail here */
+
+    if (plen != sizeof(STU_PATH_PREFIX) - 1 + STU_FLOW_SID_LEN
+                + sizeof(STU_PATH_SUFFIX) - 1
+        || memcmp(uri, STU_PATH_PREFIX, sizeof(STU_PATH_PREFIX) - 1) != 0
+        || memcmp(uri + plen - (sizeof(STU_PATH_SUFFIX) - 1),
+                  STU_PATH_SUFFIX, sizeof(STU_PATH_SUFFIX) - 1) != 0
+        || !stu_flow_sid_valid(uri + sizeof(STU_PATH_PREFIX) - 1,
+                               STU_FLOW_SID_LEN))
+    {
+        return STU_PATH_NOT_FOUND;
+    }
+
+    *sid = uri + sizeof(STU_PATH_PREFIX) - 1;
+
+    return q ? STU_QUERY_STRING : STU_OK;
+}
+
+
+static int
+stu_is_tchar(unsigned char c)
+{
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')
+        || (c >= 'A' && c <= 'Z'))
+    {
+        return 1;
+    }
+
+    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+
+static const unsigned char *
+stu_skip_ows(const unsigned char *p, const unsigned char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t')) {
+        p++;
+    }
+
+    return p;
+}
+
+
+static int
+stu_equal_nocase(const unsigned char *p, size_t len, const char *s)
+{
+    size_t  i;
+
+    if (len != strlen(s)) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (stu_lower(p[i]) != (unsigned char) s[i]) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
+ * media-type = type "/" subtype *( OWS ";" OWS [ token "=" value ] );
+ * a charset parameter, if present, must name UTF-8: identities are
+ * checked as UTF-8 and Twilio reads them so.
+ */
+
+stu_reason_e
+stu_check_content_type(const unsigned char *p, size_t len)
+{
+    const unsigned char  *end, *name, *value;
+    size_t                nlen, vlen;
+    int                   escaped;
+
+    end = p + len;
+    p = stu_skip_ows(p, end);
+
+    nlen = sizeof(STU_FORM_TYPE) - 1;
+
+    if ((size_t) (end - p) < nlen || !stu_equal_nocase(p, nlen, STU_FORM_TYPE))
+    {
+        return STU_CONTENT_TYPE_UNSUPPORTED;
+    }
+
+    p += nlen;
+
+    for ( ;; ) {
+        p = stu_skip_ows(p, end);
+
+        if (p == end) {
+            return STU_OK;
+        }
+
+        if (*p++ != ';') {
+            return STU_CONTENT_TYPE_UNSUPPORTED;
+        }
+
+        p = stu_skip_ows(p, end);
+
+        if (p == end || *p == ';') {
+            continue;
+        }
+
+        name = p;
+        while (p < end && stu_is_tchar(*p)) {
+            p++;
+        }
+
+        nlen = p - name;
+
+        if (nlen == 0 || p == end || *p++ != '=') {
+            return STU_CONTENT_TYPE_UNSUPPORTED;
+        }
+
+        escaped = 0;
+
+        if (p < end && *p == '"') {
+            value = ++p;
+
+            while (p < end && *p != '"') {
+                if (*p == '\\') {
+                    escaped = 1;
+                    if (++p == end) {
+                        return STU_CONTENT_TYPE_UNSUPPORTED;
+                    }
+                }
+
+                p++;
+            }
+
+            if (p == end) {
+                return STU_CONTENT_TYPE_UNSUPPORTED;
+            }
+
+            vlen = p++ - value;
+
+        } else {
+            value = p;
+            while (p < end && stu_is_tchar(*p)) {
+                p++;
+            }
+
+            vlen = p - value;
+
+            if (vlen == 0) {
+                return STU_CONTENT_TYPE_UNSUPPORTED;
+            }
+        }
+
+        if (stu_equal_nocase(name, nlen, "charset")
+            && (escaped || !stu_equal_nocase(value, vlen, "utf-8")))
+        {
+            return STU_CONTENT_TYPE_UNSUPPORTED;
+        }
+    }
+}
+
+
+/*
+ * RFC 3629 UTF-8 without overlong forms or surrogates; control characters
+ * are C0, DEL and C1: none belongs in a phone number or a chat identity,
+ * and they would corrupt logs and Twilio's own consoles.
+ */
+
+stu_reason_e
+stu_check_identity(const unsigned char *p, size_t len)
+{
+    const unsigned char  *end;
+    unsigned              c, n, cp, min;
+
+    if (len == 0) {
+        return STU_IDENTITY_EMPTY;
+    }
+
+    if (len > STU_IDENTITY_MAX) {
+        return STU_IDENTITY_TOO_LONG;
+    }
+
+    end = p + len;
+
+    while (p < end) {
+        c = *p++;
+
+        if (c < 0x80) {
+            if (c < 0x20 || c == 0x7f) {
+                return STU_IDENTITY_CONTROL_CHAR;
+            }
+
+            continue;
+        }
+
+        if (c >= 0xc2 && c <= 0xdf) {
+            n = 1; cp = c & 0x1f; min = 0x80;
+
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 2; cp = c & 0x0f; min = 0x800;
+
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 3; cp = c & 0x07; min = 0x10000;
+
+        } else {
+            return STU_IDENTITY_INVALID_UTF8;
+        }
+
+        if ((size_t) (end - p) < n) {
+            return STU_IDENTITY_INVALID_UTF8;
+        }
+
+        while (n--) {
+            c = *p++;
+
+            if ((c & 0xc0) != 0x80) {
+                return STU_IDENTITY_INVALID_UTF8;
+            }
+
+            cp = (cp << 6) | (c & 0x3f);
+        }
+
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+            return STU_IDENTITY_INVALID_UTF8;
+        }
+
+        if (cp >= 0x80 && cp <= 0x9f) {
+            return STU_IDENTITY_CONTROL_CHAR;
+        }
+    }
+
+    return STU_OK;
+}
