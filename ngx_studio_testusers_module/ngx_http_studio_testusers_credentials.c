@@ -29,7 +29,7 @@ ngx_http_studio_testusers_credentials_load(ngx_conf_t *cf, ngx_str_t *file,
     ssize_t            n;
     ngx_fd_t           fd;
     ngx_str_t          line, encoded;
-    ngx_uint_t         i;
+    ngx_uint_t         i, mode;
     const char        *err;
     ngx_file_info_t    fi;
     u_char             buf[NGX_HTTP_STU_CRED_MAX + 1];
@@ -62,12 +62,14 @@ ngx_http_studio_testusers_credentials_load(ngx_conf_t *cf, ngx_str_t *file,
         err = "is not a regular file";
 
     } else {
-        if (ngx_file_access(&fi) & 077) {
+        mode = ngx_file_access(&fi);
+
+        if (mode & 077) {
             ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
                                "studio_testusers_credentials: \"%V\" is "
-                               "accessible by other users (mode %04uo), "
+                               "accessible by other users (mode 0%ui%ui%ui), "
                                "make it 0600 or 0400", &cred->file,
-                               (ngx_uint_t) ngx_file_access(&fi));
+                               (mode >> 6) & 7, (mode >> 3) & 7, mode & 7);
         }
 
         n = ngx_read_fd(fd, buf, sizeof(buf));

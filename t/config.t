@@ -1,0 +1,122 @@
+#!/usr/bin/perl
+
+# nginx -t catches credential and directive mistakes, naming the file and the
+# problem, and never printing the secret.
+
+use strict;
+use warnings;
+
+use Test::More;
+use lib 't/lib';
+use StudioTest;
+
+my $t = StudioTest->new;
+
+sub conf {
+    my ($cred, $extra) = @_;
+    return <<"CONF";
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location /v2/ {
+            studio_testusers on;
+            ${\ (defined $cred ? "studio_testusers_credentials $cred;" : '')}
+            ${\ ($extra // '')}
+            proxy_pass http://%%UPSTREAM%%;
+        }
+    }
+CONF
+}
+
+my ($rc, $out) = $t->nginx_t(conf('%%CRED%%'));
+is($rc, 0, 'valid credentials pass nginx -t') or diag($out);
+unlike($out, qr/warn/, 'a 0600 file gives no warning');
+
+sub fails {
+    my ($content, $re, $name, $mode) = @_;
+    (my $file = "cred-$name") =~ tr/a-z0-9-/_/c;
+    my $path = $t->write_file($file, $content, $mode // 0600);
+    my ($rc, $out) = $t->nginx_t(conf($path));
+    isnt($rc, 0, "$name: nginx -t fails");
+    like($out, qr/\[emerg\] studio_testusers_credentials: "\Q$path\E" $re/,
+         "$name: the message names the file and the problem");
+    unlike($out, qr/\Q${\ SECRET}\E|testsecret/, "$name: no secret in the message");
+}
+
+fails('', qr/is empty/, 'empty');
+fails("\n", qr/is empty/, 'blank line');
+fails(SID . ':' . SECRET . "\n" . SID . ':' . SECRET . "\n",
+      qr/holds more than one line/, 'two lines');
+fails(SID . ':' . SECRET . "\n\n", qr/holds more than one line/, 'trailing blank line');
+fails(SID . SECRET . "\n", qr/is malformed: expected one line SID:SECRET/, 'no colon');
+fails('XY0123456789abcdef0123456789abcdef:' . SECRET, qr/has a malformed SID/, 'bad prefix');
+fails('AC0123456789abcdef0123456789abcde:' . SECRET, qr/has a malformed SID/, 'short SID');
+fails('AC0123456789abcdef0123456789abcdeg:' . SECRET, qr/has a malformed SID/, 'non-hex SID');
+fails(SID . ':testsecret0123456789abcdefABCDE', qr/has a malformed secret/, 'short secret');
+fails(SID . ':testsecret0123456789abcdef ABCDE', qr/has a malformed secret/, 'space in secret');
+fails(SID . ':' . SECRET . ' ', qr/has a malformed secret/, 'trailing space');
+fails('x' x 600, qr/is too large/, 'huge file');
+
+($rc, $out) = $t->nginx_t(conf('%%DIR%%/no-such-file'));
+isnt($rc, 0, 'missing file fails');
+like($out, qr/studio_testusers_credentials: open\(\) ".*no-such-file" failed \(2: No such file/,
+     'missing file: named, with the system error');
+
+($rc, $out) = $t->nginx_t(conf('%%DIR%%'));
+isnt($rc, 0, 'a directory fails');
+like($out, qr/is not a regular file/, 'a directory: says so');
+
+SKIP: {
+    skip 'root reads any file', 2 if $> == 0;
+    my $path = $t->write_file('cred-unreadable', SID . ':' . SECRET, 0000);
+    ($rc, $out) = $t->nginx_t(conf($path));
+    isnt($rc, 0, 'unreadable file fails');
+    like($out, qr/Permission denied/, 'unreadable: the system error');
+}
+
+# CRLF and no final newline are one line too
+for my $ending ("\r\n", '') {
+    my $path = $t->write_file('cred-ending', SID . ':' . SECRET . $ending, 0600);
+    ($rc, $out) = $t->nginx_t(conf($path));
+    is($rc, 0, 'line ending ' . ($ending eq '' ? 'none' : 'CRLF') . ' accepted')
+        or diag($out);
+}
+
+my $key = $t->write_file('cred-key', 'SK0123456789abcdef0123456789abcdef:'
+                         . 'abcdefghijklmnopqrstuvwxyzABCDEF', 0600);
+($rc, $out) = $t->nginx_t(conf($key));
+is($rc, 0, 'an API key SID is accepted') or diag($out);
+
+my $open = $t->write_file('cred-open', SID . ':' . SECRET . "\n", 0644);
+($rc, $out) = $t->nginx_t(conf($open));
+is($rc, 0, 'a world-readable file still loads');
+like($out, qr/\[warn\] studio_testusers_credentials: "\Q$open\E" is accessible by other users \(mode 0644\)/,
+     'a world-readable file warns');
+
+($rc, $out) = $t->nginx_t(conf(undef));
+isnt($rc, 0, 'on without credentials fails');
+like($out, qr/"studio_testusers on" needs "studio_testusers_credentials"/,
+     'on without credentials: says what is missing');
+
+($rc, $out) = $t->nginx_t(conf('%%CRED%%', 'studio_testusers_credentials %%CRED%%;'));
+isnt($rc, 0, 'duplicate credentials directive fails');
+like($out, qr/"studio_testusers_credentials" directive is duplicate/, 'duplicate: says so');
+
+($rc, $out) = $t->nginx_t(conf('%%CRED%%', 'studio_testusers maybe;'));
+isnt($rc, 0, 'a bad flag fails');
+
+# credentials at server level, on in the location: inherited
+($rc, $out) = $t->nginx_t(<<'CONF');
+    studio_testusers_credentials %%CRED%%;
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location /v2/ {
+            studio_testusers on;
+            proxy_pass http://%%UPSTREAM%%;
+        }
+        location / {
+        }
+    }
+CONF
+is($rc, 0, 'credentials inherited from http level') or diag($out);
+
+$t->done;
