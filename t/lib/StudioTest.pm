@@ -171,7 +171,8 @@ sub config {
     my $d = $self->{dir};
 
     $http =~ s/%%PORT(?:_(\w+))?%%/$self->port($1 ? lc $1 : 'http')/ge;
-    $http =~ s/%%UPSTREAM%%/'127.0.0.1:' . $self->port('upstream')/ge;
+    $http =~ s/%%UPSTREAM(?:_(\w+))?%%/'127.0.0.1:'
+                                       . $self->port($1 ? lc $1 : 'upstream')/ge;
     $http =~ s/%%DIR%%/$d/g;
     $http =~ s/%%CRED%%/$d\/credentials/g;
 
@@ -194,7 +195,6 @@ http {
     fastcgi_temp_path $d/tmp/fastcgi;
     uwsgi_temp_path $d/tmp/uwsgi;
     scgi_temp_path $d/tmp/scgi;
-    access_log off;
 
 $http
 }
