@@ -44,6 +44,7 @@ die "$0: $credentials: expected one line SID:SECRET\n"
 my $expected_auth = 'Basic ' . encode_base64($cred, '');
 
 $state //= tempdir('twilio-standin-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+-d $state or mkdir $state or die "$0: mkdir $state: $!\n";
 
 my $json = JSON::PP->new->utf8->canonical;
 
