@@ -67,7 +67,9 @@ fuzz: deps $(BUILD)/fuzz/form_fuzz
 
 # a short run in every `make test`, so the target and its seeds never rot
 fuzz-smoke: $(BUILD)/fuzz/form_fuzz
-	$(BUILD)/fuzz/form_fuzz -runs=20000 -dict=t/fuzz/form.dict t/fuzz/corpus
+	mkdir -p $(BUILD)/fuzz/smoke
+	$(BUILD)/fuzz/form_fuzz -runs=20000 -dict=t/fuzz/form.dict \
+	    $(BUILD)/fuzz/smoke t/fuzz/corpus
 
 run: deps build
 	@tools/run-gateway.sh

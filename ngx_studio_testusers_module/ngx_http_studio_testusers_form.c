@@ -135,7 +135,7 @@ stu_form_feed(stu_form_t *f, const unsigned char *p, size_t len)
     stu_reason_e          rc;
     const unsigned char  *end, *run;
 
-    if (f->error != STU_OK) {
+    if (f->error != STU_OK || len == 0) {
         return f->error;
     }
 
