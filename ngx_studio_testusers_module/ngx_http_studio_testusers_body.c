@@ -81,9 +81,31 @@ ngx_http_studio_testusers_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
  * body is still read to its end so the connection stays usable.
  */
 
+static void
+ngx_http_studio_testusers_feed_form(void *data, u_char *p, size_t len)
+{
+    ngx_http_studio_testusers_ctx_t *ctx = data;
+
+    (void) stu_form_feed(&ctx->form, p, len);
+}
+
+
 static ngx_int_t
 ngx_http_studio_testusers_feed(ngx_http_request_t *r,
     ngx_http_studio_testusers_ctx_t *ctx, ngx_chain_t *in)
+{
+    return ngx_http_studio_testusers_chain_read(r, in, &ctx->file_buf,
+                                       ngx_http_studio_testusers_feed_form,
+                                       ctx);
+}
+
+
+/* hands every byte of a chain, in memory or in a file, to a handler */
+
+ngx_int_t
+ngx_http_studio_testusers_chain_read(ngx_http_request_t *r, ngx_chain_t *in,
+    u_char **scratch, void (*handler)(void *data, u_char *p, size_t len),
+    void *data)
 {
     off_t         offset;
     size_t        size;
@@ -95,7 +117,10 @@ ngx_http_studio_testusers_feed(ngx_http_request_t *r,
         b = cl->buf;
 
         if (ngx_buf_in_memory(b)) {
-            (void) stu_form_feed(&ctx->form, b->pos, b->last - b->pos);
+            if (b->last > b->pos) {
+                handler(data, b->pos, b->last - b->pos);
+            }
+
             continue;
         }
 
@@ -103,9 +128,9 @@ ngx_http_studio_testusers_feed(ngx_http_request_t *r,
             continue;
         }
 
-        if (ctx->file_buf == NULL) {
-            ctx->file_buf = ngx_palloc(r->pool, NGX_HTTP_STU_FILE_CHUNK);
-            if (ctx->file_buf == NULL) {
+        if (*scratch == NULL) {
+            *scratch = ngx_palloc(r->pool, NGX_HTTP_STU_FILE_CHUNK);
+            if (*scratch == NULL) {
                 return NGX_ERROR;
             }
         }
@@ -113,7 +138,7 @@ ngx_http_studio_testusers_feed(ngx_http_request_t *r,
         for (offset = b->file_pos; offset < b->file_last; offset += n) {
             size = ngx_min(b->file_last - offset, NGX_HTTP_STU_FILE_CHUNK);
 
-            n = ngx_read_file(b->file, ctx->file_buf, size, offset);
+            n = ngx_read_file(b->file, *scratch, size, offset);
 
             if (n == NGX_ERROR) {
                 return NGX_ERROR;
@@ -126,7 +151,7 @@ ngx_http_studio_testusers_feed(ngx_http_request_t *r,
                 return NGX_ERROR;
             }
 
-            (void) stu_form_feed(&ctx->form, ctx->file_buf, size);
+            handler(data, *scratch, size);
         }
     }
 

@@ -42,6 +42,9 @@ static char *ngx_http_studio_testusers_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
 static char *ngx_http_studio_testusers_credentials(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_studio_testusers_audit_log_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static void *ngx_http_studio_testusers_create_main_conf(ngx_conf_t *cf);
 
 
 static ngx_command_t  ngx_http_studio_testusers_commands[] = {
@@ -60,6 +63,48 @@ static ngx_command_t  ngx_http_studio_testusers_commands[] = {
       0,
       NULL },
 
+    { ngx_string("studio_testusers_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_studio_testusers_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("studio_testusers_audit_log"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_studio_testusers_audit_log_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("studio_testusers_actor"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_studio_testusers_loc_conf_t, actor),
+      NULL },
+
+    { ngx_string("studio_testusers_audit_hmac_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_studio_testusers_hmac_key,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("studio_testusers_audit_raw_identities"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_studio_testusers_loc_conf_t, audit_raw),
+      NULL },
+
+    { ngx_string("studio_testusers_audit_required"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_studio_testusers_loc_conf_t, audit_required),
+      NULL },
+
       ngx_null_command
 };
 
@@ -68,7 +113,7 @@ static ngx_http_module_t  ngx_http_studio_testusers_module_ctx = {
     ngx_http_studio_testusers_add_variables, /* preconfiguration */
     ngx_http_studio_testusers_init,        /* postconfiguration */
 
-    NULL,                                  /* create main configuration */
+    ngx_http_studio_testusers_create_main_conf, /* create main conf */
     NULL,                                  /* init main configuration */
 
     NULL,                                  /* create server configuration */
@@ -176,7 +221,14 @@ ngx_http_studio_testusers_handler(ngx_http_request_t *r)
 
     ngx_http_set_ctx(r, ctx, ngx_http_studio_testusers_module);
 
-    stu_form_init(&ctx->form, NULL, NULL);
+    ctx->conf = slcf;
+
+    if (slcf->audit) {
+        stu_form_init(&ctx->form, ngx_http_studio_testusers_audit_identity, r);
+
+    } else {
+        stu_form_init(&ctx->form, NULL, NULL);
+    }
 
     reason = ngx_http_studio_testusers_check(r, ctx, &need_body);
 
@@ -220,6 +272,11 @@ ngx_http_studio_testusers_body_handler(ngx_http_request_t *r)
     }
 
     ctx->phase_rc = ngx_http_studio_testusers_accept(r, ctx);
+
+    if (ctx->phase_rc == NGX_DONE) {
+        /* refused at the last moment: the request is finalized */
+        return;
+    }
 
     r->write_event_handler = ngx_http_core_run_phases;
     ngx_http_core_run_phases(r);
@@ -340,6 +397,18 @@ ngx_http_studio_testusers_accept(ngx_http_request_t *r,
     ngx_http_studio_testusers_loc_conf_t  *slcf;
 
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_studio_testusers_module);
+
+    if (ngx_http_studio_testusers_audit_prepare(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (slcf->audit && slcf->audit_required && r->method == NGX_HTTP_POST
+        && ngx_http_studio_testusers_audit_intent(r, ctx) != NGX_OK)
+    {
+        ctx->capture = 0;
+        return ngx_http_studio_testusers_reject(r, ctx, STU_AUDIT_UNAVAILABLE,
+                                                0);
+    }
 
     ctx->result = NGX_HTTP_STU_FORWARDED;
 
@@ -547,6 +616,11 @@ ngx_http_studio_testusers_create_loc_conf(ngx_conf_t *cf)
 
     conf->enable = NGX_CONF_UNSET;
     conf->credentials = NGX_CONF_UNSET_PTR;
+    conf->audit = NGX_CONF_UNSET_PTR;
+    conf->actor = NGX_CONF_UNSET_PTR;
+    conf->hmac_key = NGX_CONF_UNSET_PTR;
+    conf->audit_raw = NGX_CONF_UNSET;
+    conf->audit_required = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -561,6 +635,11 @@ ngx_http_studio_testusers_merge_loc_conf(ngx_conf_t *cf, void *parent,
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_ptr_value(conf->credentials, prev->credentials, NULL);
+    ngx_conf_merge_ptr_value(conf->audit, prev->audit, NULL);
+    ngx_conf_merge_ptr_value(conf->actor, prev->actor, NULL);
+    ngx_conf_merge_ptr_value(conf->hmac_key, prev->hmac_key, NULL);
+    ngx_conf_merge_value(conf->audit_raw, prev->audit_raw, 0);
+    ngx_conf_merge_value(conf->audit_required, prev->audit_required, 0);
 
     if (conf->enable && conf->credentials == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -570,7 +649,51 @@ ngx_http_studio_testusers_merge_loc_conf(ngx_conf_t *cf, void *parent,
         return NGX_CONF_ERROR;
     }
 
+    if (conf->enable && conf->audit_required && conf->audit == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"studio_testusers_audit_required on\" needs "
+                           "\"studio_testusers_audit_log\"");
+        return NGX_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_studio_testusers_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_studio_testusers_main_conf_t  *smcf;
+
+    smcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_studio_testusers_main_conf_t));
+    if (smcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     smcf->zone = NULL;
+     *     smcf->audit_used = 0;
+     */
+
+    smcf->request_id_index = NGX_CONF_UNSET;
+
+    return smcf;
+}
+
+
+static char *
+ngx_http_studio_testusers_audit_log_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf)
+{
+    ngx_http_studio_testusers_main_conf_t  *smcf;
+
+    smcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_studio_testusers_module);
+    smcf->audit_used = 1;
+
+    return ngx_http_studio_testusers_audit_log(cf, cmd, conf);
 }
 
 
@@ -609,10 +732,31 @@ ngx_http_studio_testusers_credentials(ngx_conf_t *cf, ngx_command_t *cmd,
 static ngx_int_t
 ngx_http_studio_testusers_init(ngx_conf_t *cf)
 {
-    ngx_http_handler_pt        *h;
-    ngx_http_core_main_conf_t  *cmcf;
+    ngx_str_t                               name;
+    ngx_http_handler_pt                    *h;
+    ngx_http_core_main_conf_t              *cmcf;
+    ngx_http_studio_testusers_main_conf_t  *smcf;
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+    smcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_studio_testusers_module);
+
+    if (smcf->audit_used
+        && ngx_http_studio_testusers_zone_default(cf, smcf) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&name, "request_id");
+
+    smcf->request_id_index = ngx_http_get_variable_index(cf, &name);
+    if (smcf->request_id_index == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_studio_testusers_audit_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
     if (h == NULL) {

@@ -28,10 +28,41 @@ typedef struct {
 } ngx_http_studio_testusers_credentials_t;
 
 
+#define NGX_HTTP_STU_TOKEN_LEN   32      /* HMAC-SHA256 */
+
+
+typedef struct {
+    ngx_str_t                          file;
+    u_char                             key[64];
+    size_t                             len;
+    u_char                             id[8];   /* tells keys apart */
+} ngx_http_studio_testusers_hmac_key_t;
+
+
+typedef struct {
+    ngx_open_file_t                   *file;
+    ngx_syslog_peer_t                 *syslog;
+    ngx_str_t                          name;
+} ngx_http_studio_testusers_audit_log_t;
+
+
 typedef struct {
     ngx_flag_t                         enable;
     ngx_http_studio_testusers_credentials_t  *credentials;
+
+    ngx_http_studio_testusers_audit_log_t    *audit;       /* NULL: off */
+    ngx_http_complex_value_t          *actor;
+    ngx_http_studio_testusers_hmac_key_t     *hmac_key;
+    ngx_flag_t                         audit_raw;
+    ngx_flag_t                         audit_required;
 } ngx_http_studio_testusers_loc_conf_t;
+
+
+typedef struct {
+    ngx_shm_zone_t                    *zone;
+    ngx_int_t                          request_id_index;
+    ngx_uint_t                         audit_used;    /* unsigned:1 */
+} ngx_http_studio_testusers_main_conf_t;
 
 
 typedef struct {
@@ -49,6 +80,17 @@ typedef struct {
 
     u_char                            *file_buf;
     unsigned                           body_filter:1;
+
+    /* audit: the judging location's conf, identities, baseline snapshot */
+    ngx_http_studio_testusers_loc_conf_t     *conf;
+    ngx_array_t                       *identities;    /* of ngx_str_t */
+    u_char                            *baseline;      /* sorted digests */
+    ngx_uint_t                         baseline_n;
+    ngx_buf_t                         *response;      /* upstream JSON */
+    unsigned                           baseline_known:1;
+    unsigned                           capture:1;
+    unsigned                           capture_failed:1;
+    unsigned                           audited:1;
 
     stu_form_t                         form;
 } ngx_http_studio_testusers_ctx_t;
@@ -76,6 +118,38 @@ ngx_int_t ngx_http_studio_testusers_credentials_inject(ngx_http_request_t *r,
     ngx_http_studio_testusers_ctx_t *ctx);
 void ngx_http_studio_testusers_credentials_withdraw(ngx_http_request_t *r,
     ngx_http_studio_testusers_ctx_t *ctx);
+
+ngx_int_t ngx_http_studio_testusers_chain_read(ngx_http_request_t *r,
+    ngx_chain_t *in, u_char **scratch,
+    void (*handler)(void *data, u_char *p, size_t len), void *data);
+
+char *ngx_http_studio_testusers_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_studio_testusers_hmac_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_studio_testusers_audit_prepare(ngx_http_request_t *r,
+    ngx_http_studio_testusers_ctx_t *ctx);
+ngx_int_t ngx_http_studio_testusers_audit_intent(ngx_http_request_t *r,
+    ngx_http_studio_testusers_ctx_t *ctx);
+ngx_int_t ngx_http_studio_testusers_audit_init(ngx_conf_t *cf);
+stu_reason_e ngx_http_studio_testusers_audit_identity(void *data,
+    const unsigned char *p, size_t len);
+
+char *ngx_http_studio_testusers_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_studio_testusers_zone_default(ngx_conf_t *cf,
+    ngx_http_studio_testusers_main_conf_t *smcf);
+ngx_int_t ngx_http_studio_testusers_baseline_get(ngx_shm_zone_t *zone,
+    ngx_str_t *sid, u_char *key_id, ngx_pool_t *pool, u_char **digests,
+    ngx_uint_t *n);
+void ngx_http_studio_testusers_baseline_set(ngx_shm_zone_t *zone,
+    ngx_str_t *sid, u_char *key_id, u_char *digests, ngx_uint_t n,
+    ngx_log_t *log);
+void ngx_http_studio_testusers_baseline_forget(ngx_shm_zone_t *zone,
+    ngx_str_t *sid);
+u_char *ngx_http_studio_testusers_zone_salt(ngx_shm_zone_t *zone);
+void ngx_http_studio_testusers_count_audit(ngx_shm_zone_t *zone,
+    ngx_uint_t ok);
 
 ngx_int_t ngx_http_studio_testusers_send_error(ngx_http_request_t *r,
     stu_reason_e reason, size_t position);

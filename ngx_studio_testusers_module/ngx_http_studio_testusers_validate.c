@@ -48,6 +48,8 @@ const stu_reason_t  stu_reasons[STU_REASON_LAST] = {
       "TestUsers value %u contains a control character" },
     { "internal_error", 500, 20500,
       "Internal error in the gateway" },
+    { "audit_unavailable", 503, 20503,
+      "The audit log cannot be written: change refused" },
 };
 
 

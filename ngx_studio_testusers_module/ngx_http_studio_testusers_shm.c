@@ -1,0 +1,441 @@
+
+/*
+ * Copyright (C) ngx_studio_testusers_module authors
+ *
+ * The shared zone: every worker's view of the list Twilio last returned
+ * for each flow (as keyed digests, never raw identities), least recently
+ * used flows evicted first, and the counters.  The zone, its salt and its
+ * contents survive a reload when its name and size stay the same.
+ */
+
+
+#include <openssl/rand.h>
+
+#include "ngx_http_studio_testusers_module.h"
+
+
+#define NGX_HTTP_STU_DEFAULT_ZONE_SIZE  (1024 * 1024)
+
+
+typedef struct {
+    ngx_rbtree_t                       rbtree;
+    ngx_rbtree_node_t                  sentinel;
+    ngx_queue_t                        lru;
+    u_char                             salt[32];
+    ngx_atomic_t                       audit_written;
+    ngx_atomic_t                       audit_failed;
+} ngx_http_studio_testusers_sh_t;
+
+
+typedef struct {
+    ngx_http_studio_testusers_sh_t    *sh;
+    ngx_slab_pool_t                   *shpool;
+} ngx_http_studio_testusers_zone_ctx_t;
+
+
+typedef struct {
+    ngx_rbtree_node_t                  node;    /* key: crc32 of the sid */
+    ngx_queue_t                        queue;
+    u_char                             sid[STU_FLOW_SID_LEN];
+    u_char                             key_id[8];
+    ngx_uint_t                         n;
+    u_char                             digests[1];
+} ngx_http_studio_testusers_flow_t;
+
+
+static ngx_int_t ngx_http_studio_testusers_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static void ngx_http_studio_testusers_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_http_studio_testusers_flow_t *ngx_http_studio_testusers_lookup(
+    ngx_http_studio_testusers_zone_ctx_t *zctx, ngx_str_t *sid,
+    uint32_t hash);
+
+
+char *
+ngx_http_studio_testusers_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_studio_testusers_main_conf_t *smcf = conf;
+
+    u_char                                *p;
+    ssize_t                                size;
+    ngx_str_t                             *value, name, s;
+    ngx_http_studio_testusers_zone_ctx_t  *zctx;
+
+    if (smcf->zone) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    p = (u_char *) ngx_strchr(value[1].data, ':');
+
+    if (p == NULL || p == value[1].data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone \"%V\": expected name:size",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    name.data = value[1].data;
+    name.len = p - value[1].data;
+
+    s.data = p + 1;
+    s.len = value[1].data + value[1].len - s.data;
+
+    size = ngx_parse_size(&s);
+
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is too small", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    zctx = ngx_pcalloc(cf->pool, sizeof(ngx_http_studio_testusers_zone_ctx_t));
+    if (zctx == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    smcf->zone = ngx_shared_memory_add(cf, &name, size,
+                                       &ngx_http_studio_testusers_module);
+    if (smcf->zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (smcf->zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is already used", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    smcf->zone->init = ngx_http_studio_testusers_init_zone;
+    smcf->zone->data = zctx;
+
+    return NGX_CONF_OK;
+}
+
+
+/* used when a feature needs the zone and none was configured */
+
+ngx_int_t
+ngx_http_studio_testusers_zone_default(ngx_conf_t *cf,
+    ngx_http_studio_testusers_main_conf_t *smcf)
+{
+    ngx_str_t                              name;
+    ngx_http_studio_testusers_zone_ctx_t  *zctx;
+
+    if (smcf->zone) {
+        return NGX_OK;
+    }
+
+    zctx = ngx_pcalloc(cf->pool, sizeof(ngx_http_studio_testusers_zone_ctx_t));
+    if (zctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&name, "studio_testusers");
+
+    smcf->zone = ngx_shared_memory_add(cf, &name,
+                                       NGX_HTTP_STU_DEFAULT_ZONE_SIZE,
+                                       &ngx_http_studio_testusers_module);
+    if (smcf->zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    smcf->zone->init = ngx_http_studio_testusers_init_zone;
+    smcf->zone->data = zctx;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_studio_testusers_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_studio_testusers_zone_ctx_t  *ozctx = data;
+
+    size_t                                 len;
+    ngx_http_studio_testusers_zone_ctx_t  *zctx;
+
+    zctx = shm_zone->data;
+
+    if (ozctx) {
+        /* a reload: keep the lists, the salt and the counters */
+        zctx->sh = ozctx->sh;
+        zctx->shpool = ozctx->shpool;
+        return NGX_OK;
+    }
+
+    zctx->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        zctx->sh = zctx->shpool->data;
+        return NGX_OK;
+    }
+
+    zctx->sh = ngx_slab_alloc(zctx->shpool,
+                              sizeof(ngx_http_studio_testusers_sh_t));
+    if (zctx->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    zctx->shpool->data = zctx->sh;
+
+    ngx_rbtree_init(&zctx->sh->rbtree, &zctx->sh->sentinel,
+                    ngx_http_studio_testusers_rbtree_insert);
+    ngx_queue_init(&zctx->sh->lru);
+
+    zctx->sh->audit_written = 0;
+    zctx->sh->audit_failed = 0;
+
+    if (RAND_bytes(zctx->sh->salt, sizeof(zctx->sh->salt)) != 1) {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "studio_testusers: RAND_bytes() failed");
+        return NGX_ERROR;
+    }
+
+    len = sizeof(" in studio_testusers zone \"\"") + shm_zone->shm.name.len;
+
+    zctx->shpool->log_ctx = ngx_slab_alloc(zctx->shpool, len);
+    if (zctx->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(zctx->shpool->log_ctx, " in studio_testusers zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    zctx->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_studio_testusers_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t                **p;
+    ngx_http_studio_testusers_flow_t  *f, *ft;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else { /* node->key == temp->key */
+
+            f = (ngx_http_studio_testusers_flow_t *) node;
+            ft = (ngx_http_studio_testusers_flow_t *) temp;
+
+            p = (ngx_memcmp(f->sid, ft->sid, STU_FLOW_SID_LEN) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+static ngx_http_studio_testusers_flow_t *
+ngx_http_studio_testusers_lookup(ngx_http_studio_testusers_zone_ctx_t *zctx,
+    ngx_str_t *sid, uint32_t hash)
+{
+    ngx_int_t                          rc;
+    ngx_rbtree_node_t                 *node, *sentinel;
+    ngx_http_studio_testusers_flow_t  *f;
+
+    node = zctx->sh->rbtree.root;
+    sentinel = zctx->sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        f = (ngx_http_studio_testusers_flow_t *) node;
+
+        rc = ngx_memcmp(sid->data, f->sid, STU_FLOW_SID_LEN);
+
+        if (rc == 0) {
+            return f;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+ngx_int_t
+ngx_http_studio_testusers_baseline_get(ngx_shm_zone_t *zone, ngx_str_t *sid,
+    u_char *key_id, ngx_pool_t *pool, u_char **digests, ngx_uint_t *n)
+{
+    size_t                                 size;
+    ngx_int_t                              rc;
+    ngx_http_studio_testusers_flow_t      *f;
+    ngx_http_studio_testusers_zone_ctx_t  *zctx;
+
+    zctx = zone->data;
+    rc = NGX_DECLINED;
+
+    ngx_shmtx_lock(&zctx->shpool->mutex);
+
+    f = ngx_http_studio_testusers_lookup(zctx, sid,
+                                         ngx_crc32_short(sid->data, sid->len));
+
+    if (f && ngx_memcmp(f->key_id, key_id, sizeof(f->key_id)) == 0) {
+        size = f->n * NGX_HTTP_STU_TOKEN_LEN;
+        *digests = ngx_pnalloc(pool, size ? size : 1);
+
+        if (*digests) {
+            ngx_memcpy(*digests, f->digests, size);
+            *n = f->n;
+            rc = NGX_OK;
+
+            ngx_queue_remove(&f->queue);
+            ngx_queue_insert_head(&zctx->sh->lru, &f->queue);
+
+        } else {
+            rc = NGX_ERROR;
+        }
+    }
+
+    ngx_shmtx_unlock(&zctx->shpool->mutex);
+
+    return rc;
+}
+
+
+static void
+ngx_http_studio_testusers_flow_free(ngx_http_studio_testusers_zone_ctx_t *zctx,
+    ngx_http_studio_testusers_flow_t *f)
+{
+    ngx_queue_remove(&f->queue);
+    ngx_rbtree_delete(&zctx->sh->rbtree, &f->node);
+    ngx_slab_free_locked(zctx->shpool, f);
+}
+
+
+void
+ngx_http_studio_testusers_baseline_set(ngx_shm_zone_t *zone, ngx_str_t *sid,
+    u_char *key_id, u_char *digests, ngx_uint_t n, ngx_log_t *log)
+{
+    size_t                                 size;
+    uint32_t                               hash;
+    ngx_uint_t                             i;
+    ngx_queue_t                           *q;
+    ngx_http_studio_testusers_flow_t      *f;
+    ngx_http_studio_testusers_zone_ctx_t  *zctx;
+
+    zctx = zone->data;
+    hash = ngx_crc32_short(sid->data, sid->len);
+    size = offsetof(ngx_http_studio_testusers_flow_t, digests)
+           + n * NGX_HTTP_STU_TOKEN_LEN;
+
+    ngx_shmtx_lock(&zctx->shpool->mutex);
+
+    f = ngx_http_studio_testusers_lookup(zctx, sid, hash);
+
+    if (f) {
+        ngx_http_studio_testusers_flow_free(zctx, f);
+    }
+
+    /* make room by forgetting the least recently used flows */
+
+    for (i = 0; /* void */; i++) {
+        f = ngx_slab_alloc_locked(zctx->shpool, size);
+
+        if (f || i == 64 || ngx_queue_empty(&zctx->sh->lru)) {
+            break;
+        }
+
+        q = ngx_queue_last(&zctx->sh->lru);
+        ngx_http_studio_testusers_flow_free(zctx,
+                   ngx_queue_data(q, ngx_http_studio_testusers_flow_t, queue));
+    }
+
+    if (f == NULL) {
+        ngx_shmtx_unlock(&zctx->shpool->mutex);
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "studio_testusers: zone \"%V\" has no room for a list "
+                      "of %ui identities, baseline dropped",
+                      &zone->shm.name, n);
+        return;
+    }
+
+    f->node.key = hash;
+    ngx_memcpy(f->sid, sid->data, STU_FLOW_SID_LEN);
+    ngx_memcpy(f->key_id, key_id, sizeof(f->key_id));
+    f->n = n;
+    ngx_memcpy(f->digests, digests, n * NGX_HTTP_STU_TOKEN_LEN);
+
+    ngx_rbtree_insert(&zctx->sh->rbtree, &f->node);
+    ngx_queue_insert_head(&zctx->sh->lru, &f->queue);
+
+    ngx_shmtx_unlock(&zctx->shpool->mutex);
+}
+
+
+void
+ngx_http_studio_testusers_baseline_forget(ngx_shm_zone_t *zone, ngx_str_t *sid)
+{
+    ngx_http_studio_testusers_flow_t      *f;
+    ngx_http_studio_testusers_zone_ctx_t  *zctx;
+
+    zctx = zone->data;
+
+    ngx_shmtx_lock(&zctx->shpool->mutex);
+
+    f = ngx_http_studio_testusers_lookup(zctx, sid,
+                                         ngx_crc32_short(sid->data, sid->len));
+    if (f) {
+        ngx_http_studio_testusers_flow_free(zctx, f);
+    }
+
+    ngx_shmtx_unlock(&zctx->shpool->mutex);
+}
+
+
+u_char *
+ngx_http_studio_testusers_zone_salt(ngx_shm_zone_t *zone)
+{
+    ngx_http_studio_testusers_zone_ctx_t  *zctx;
+
+    zctx = zone->data;
+
+    return zctx->sh->salt;
+}
+
+
+void
+ngx_http_studio_testusers_count_audit(ngx_shm_zone_t *zone, ngx_uint_t ok)
+{
+    ngx_http_studio_testusers_zone_ctx_t  *zctx;
+
+    zctx = zone->data;
+
+    (void) ngx_atomic_fetch_add(ok ? &zctx->sh->audit_written
+                                   : &zctx->sh->audit_failed, 1);
+}
