@@ -236,6 +236,11 @@ sub nginx_pid {
     return $pid;
 }
 
+sub signal {
+    my ($self, $sig) = @_;
+    kill $sig, $self->nginx_pid;
+}
+
 sub reload {
     my ($self, $http) = @_;
     $self->write_file('nginx.conf', $self->config($http)) if defined $http;
