@@ -119,4 +119,47 @@ isnt($rc, 0, 'a bad flag fails');
 CONF
 is($rc, 0, 'credentials inherited from http level') or diag($out);
 
+# --- audit directives -------------------------------------------------------
+
+for my $k (
+    [ 'short', 'abc', qr/must hold one line of 32 to 64 characters/ ],
+    [ 'long', 'a' x 65, qr/must hold one line of 32 to 64 characters/ ],
+    [ 'spaces', ('a' x 20) . ' ' . ('b' x 20), qr/must hold printable characters only/ ],
+    [ 'two_lines', ('a' x 32) . "\n" . ('b' x 20), qr/must hold printable characters only/ ],
+) {
+    my ($name, $content, $re) = @$k;
+    my $path = $t->write_file("key-$name", $content, 0600);
+    ($rc, $out) = $t->nginx_t(conf('%%CRED%%', "studio_testusers_audit_log %%DIR%%/logs/a.log;\n"
+                                   . "studio_testusers_audit_hmac_key $path;"));
+    isnt($rc, 0, "hmac key $name: nginx -t fails");
+    like($out, qr/studio_testusers_audit_hmac_key: "\Q$path\E" $re/, "hmac key $name: says why");
+    unlike($out, qr/aaaaaaaa/, "hmac key $name: key not printed");
+}
+
+($rc, $out) = $t->nginx_t(conf('%%CRED%%', 'studio_testusers_audit_hmac_key %%DIR%%/nokey;'));
+like($out, qr/studio_testusers_audit_hmac_key: open\(\) ".*nokey" failed/, 'missing hmac key file');
+
+my $okkey = $t->write_file('key-ok', ('ab' x 32) . "\n", 0644);
+($rc, $out) = $t->nginx_t(conf('%%CRED%%', "studio_testusers_audit_log %%DIR%%/logs/a.log;\n"
+                               . "studio_testusers_audit_hmac_key $okkey;"));
+is($rc, 0, 'a valid hmac key passes') or diag($out);
+like($out, qr/\[warn\] studio_testusers_audit_hmac_key: .* is accessible by other users/,
+     'a readable hmac key warns');
+
+($rc, $out) = $t->nginx_t(conf('%%CRED%%', 'studio_testusers_audit_required on;'));
+isnt($rc, 0, 'audit_required without audit_log fails');
+like($out, qr/"studio_testusers_audit_required on" needs "studio_testusers_audit_log"/,
+     'audit_required without audit_log: says what is missing');
+
+($rc, $out) = $t->nginx_t("studio_testusers_zone nosize;\n" . conf('%%CRED%%'));
+like($out, qr/invalid zone "nosize": expected name:size/, 'zone without size');
+($rc, $out) = $t->nginx_t("studio_testusers_zone z:1k;\n" . conf('%%CRED%%'));
+like($out, qr/zone "z:1k" is too small/, 'zone too small');
+($rc, $out) = $t->nginx_t("studio_testusers_zone z:1m;\nstudio_testusers_zone y:1m;\n" . conf('%%CRED%%'));
+like($out, qr/"studio_testusers_zone" directive is duplicate/, 'zone duplicate');
+($rc, $out) = $t->nginx_t(conf('%%CRED%%', 'studio_testusers_audit_log syslog:nothing=1;'));
+isnt($rc, 0, 'bad syslog audit target fails');
+($rc, $out) = $t->nginx_t(conf('%%CRED%%', 'studio_testusers_audit_log off;'));
+is($rc, 0, 'audit_log off passes');
+
 $t->done;

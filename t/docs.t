@@ -15,12 +15,14 @@ use StudioTest;
 my $t = StudioTest->new;
 my $root = StudioTest::root();
 my $d = $t->dir;
+$t->write_file('audit.key', ('ab' x 32) . "\n", 0600);
 
 sub localize {
     my ($conf) = @_;
     $conf =~ s{\S*modules/ngx_http_studio_testusers_module\.so}
               {$root/objs/ngx_http_studio_testusers_module.so}g;
     $conf =~ s{/etc/nginx/twilio/[\w.-]+\.credentials}{$d/credentials}g;
+    $conf =~ s{/etc/nginx/twilio/audit\.key}{$d/audit.key}g;
     $conf =~ s{/var/log/nginx/}{$d/logs/}g;
     $conf =~ s{studio\.twilio\.com(?=;)}{127.0.0.1}g
         if $conf =~ /proxy_pass/;
