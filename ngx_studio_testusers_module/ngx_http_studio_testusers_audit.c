@@ -236,40 +236,35 @@ ngx_http_studio_testusers_hmac_key(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
-/* the form decoder's identity handler: keeps a copy for the record */
+/* keeps a copy of an identity for the record and the duplicates check */
 
-stu_reason_e
-ngx_http_studio_testusers_audit_identity(void *data, const unsigned char *p,
-    size_t len)
+ngx_int_t
+ngx_http_studio_testusers_audit_identity(ngx_http_request_t *r,
+    ngx_http_studio_testusers_ctx_t *ctx, const unsigned char *p, size_t len)
 {
-    ngx_http_request_t *r = data;
-
-    ngx_str_t                        *id;
-    ngx_http_studio_testusers_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_studio_testusers_module);
+    ngx_str_t  *id;
 
     if (ctx->identities == NULL) {
         ctx->identities = ngx_array_create(r->pool, 8, sizeof(ngx_str_t));
         if (ctx->identities == NULL) {
-            return STU_INTERNAL_ERROR;
+            return NGX_ERROR;
         }
     }
 
     id = ngx_array_push(ctx->identities);
     if (id == NULL) {
-        return STU_INTERNAL_ERROR;
+        return NGX_ERROR;
     }
 
     id->data = ngx_pnalloc(r->pool, len);
     if (id->data == NULL) {
-        return STU_INTERNAL_ERROR;
+        return NGX_ERROR;
     }
 
     ngx_memcpy(id->data, p, len);
     id->len = len;
 
-    return STU_OK;
+    return NGX_OK;
 }
 
 
@@ -462,6 +457,10 @@ ngx_http_studio_testusers_audit_record(ngx_http_request_t *r,
         ngx_str_null(&actor);
     }
 
+    if (ctx->conf->actor == NULL) {
+        actor = ctx->team;
+    }
+
     json_object_set_new(rec, "actor",
                         ngx_http_studio_testusers_json_str(&actor));
     json_object_set_new(rec, "client",
@@ -471,6 +470,24 @@ ngx_http_studio_testusers_audit_record(ngx_http_request_t *r,
                         ngx_http_studio_testusers_json_str(&r->method_name));
     json_object_set_new(rec, "flow_sid",
                         ngx_http_studio_testusers_json_str(&ctx->flow_sid));
+
+    if (ctx->conf->team) {
+        json_object_set_new(rec, "team",
+                            ngx_http_studio_testusers_json_str(&ctx->team));
+        json_object_set_new(rec, "policy",
+                            ctx->policy
+                            ? ngx_http_studio_testusers_json_str(
+                                                          &ctx->policy->name)
+                            : json_null());
+    }
+
+    if (ctx->conf->mode == NGX_HTTP_STU_REPORT) {
+        json_object_set_new(rec, "mode", json_string("report"));
+        json_object_set_new(rec, "would_reject",
+                            ctx->would_reject
+                            ? json_string(stu_reasons[ctx->would_reject].name)
+                            : json_null());
+    }
 
     switch (ctx->result) {
 

@@ -15,6 +15,7 @@
 
 
 #define NGX_HTTP_STU_FILE_CHUNK  16384
+#define NGX_HTTP_STU_JSON_MAX    (1024 * 1024)
 
 
 static ngx_int_t ngx_http_studio_testusers_body_filter(ngx_http_request_t *r,
@@ -55,7 +56,85 @@ ngx_http_studio_testusers_body_done(ngx_http_request_t *r,
         return ctx->form.bytes ? STU_GET_WITH_BODY : STU_OK;
     }
 
+    if (ctx->json) {
+        return ngx_http_studio_testusers_json_done(r, ctx);
+    }
+
     return stu_form_finish(&ctx->form);
+}
+
+
+/*
+ * A JSON body is checked whole, then forwarded as the equivalent form
+ * body: Twilio takes form bodies only.
+ */
+
+stu_reason_e
+ngx_http_studio_testusers_json_done(ngx_http_request_t *r,
+    ngx_http_studio_testusers_ctx_t *ctx)
+{
+    size_t         len, position, count;
+    ngx_buf_t     *b;
+    ngx_str_t     *id;
+    ngx_uint_t     i;
+    ngx_chain_t   *cl;
+    stu_reason_e   rc;
+
+    if (ctx->form.error == STU_JSON_TOO_LARGE) {
+        return STU_JSON_TOO_LARGE;
+    }
+
+    b = ctx->json_body;
+
+    rc = stu_json_parse(b ? b->pos : (u_char *) "", b ? b->last - b->pos : 0,
+                        ngx_http_studio_testusers_identity, r,
+                        &position, &count);
+
+    ctx->form.identities = count;
+    ctx->form.position = position;
+
+    if (rc != STU_OK) {
+        return rc;
+    }
+
+    /* the identities were kept by the identity handler, in order */
+
+    if (ctx->identities == NULL
+        && ngx_http_studio_testusers_audit_identity(r, ctx, (u_char *) "", 0)
+           != NGX_OK)
+    {
+        return STU_INTERNAL_ERROR;
+    }
+
+    id = ctx->identities->elts;
+    len = 0;
+
+    for (i = 0; i < ctx->identities->nelts; i++) {
+        len += stu_form_encode_pair(NULL, id[i].data, id[i].len) + 1;
+    }
+
+    b = ngx_create_temp_buf(r->pool, len);
+    cl = ngx_alloc_chain_link(r->pool);
+    if (b == NULL || cl == NULL) {
+        return STU_INTERNAL_ERROR;
+    }
+
+    for (i = 0; i < ctx->identities->nelts; i++) {
+        if (i) {
+            *b->last++ = '&';
+        }
+
+        b->last += stu_form_encode_pair(b->last, id[i].data, id[i].len);
+    }
+
+    b->last_buf = 1;
+    cl->buf = b;
+    cl->next = NULL;
+
+    r->request_body->bufs = cl;
+    r->headers_in.content_length_n = b->last - b->pos;
+
+    return STU_OK;
 }
 
 
@@ -86,7 +165,51 @@ ngx_http_studio_testusers_feed_form(void *data, u_char *p, size_t len)
 {
     ngx_http_studio_testusers_ctx_t *ctx = data;
 
-    (void) stu_form_feed(&ctx->form, p, len);
+    size_t      size;
+    ngx_buf_t  *b, *nb;
+
+    if (!ctx->json) {
+        (void) stu_form_feed(&ctx->form, p, len);
+        return;
+    }
+
+    /* JSON is parsed whole: collect it, up to a bound */
+
+    ctx->form.bytes += len;
+
+    if (ctx->form.error != STU_OK) {
+        return;
+    }
+
+    if (ctx->form.bytes > NGX_HTTP_STU_JSON_MAX) {
+        ctx->form.error = STU_JSON_TOO_LARGE;
+        return;
+    }
+
+    b = ctx->json_body;
+
+    if (b == NULL || (size_t) (b->end - b->last) < len) {
+        size = b ? 2 * (size_t) (b->end - b->start) : 4096;
+
+        while (size < ctx->form.bytes) {
+            size *= 2;
+        }
+
+        nb = ngx_create_temp_buf(ctx->pool, size);
+        if (nb == NULL) {
+            ctx->form.error = STU_INTERNAL_ERROR;
+            return;
+        }
+
+        if (b) {
+            nb->last = ngx_cpymem(nb->last, b->pos, b->last - b->pos);
+        }
+
+        ctx->json_body = nb;
+        b = nb;
+    }
+
+    b->last = ngx_cpymem(b->last, p, len);
 }
 
 

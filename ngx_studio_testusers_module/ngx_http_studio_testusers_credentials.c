@@ -278,6 +278,16 @@ ngx_http_studio_testusers_credentials_stage(ngx_http_request_t *r,
             }
 
             *nh = h[i];
+
+            /* a JSON body goes to Twilio as the equivalent form body */
+
+            if (ctx->json
+                && h[i].key.len == sizeof("Content-Type") - 1
+                && ngx_strncmp(h[i].lowcase_key, "content-type",
+                               sizeof("content-type") - 1) == 0)
+            {
+                ngx_str_set(&nh->value, "application/x-www-form-urlencoded");
+            }
         }
     }
 

@@ -15,7 +15,8 @@ enum {
     NGX_HTTP_STU_VAR_FLOW_SID = 0,
     NGX_HTTP_STU_VAR_IDENTITIES,
     NGX_HTTP_STU_VAR_RESULT,
-    NGX_HTTP_STU_VAR_REASON
+    NGX_HTTP_STU_VAR_REASON,
+    NGX_HTTP_STU_VAR_TEAM
 };
 
 
@@ -44,14 +45,23 @@ static char *ngx_http_studio_testusers_credentials(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_studio_testusers_audit_log_directive(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_studio_testusers_enable(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static void *ngx_http_studio_testusers_create_main_conf(ngx_conf_t *cf);
+
+
+static ngx_conf_enum_t  ngx_http_studio_testusers_modes[] = {
+    { ngx_string("enforce"), NGX_HTTP_STU_ENFORCE },
+    { ngx_string("report"), NGX_HTTP_STU_REPORT },
+    { ngx_null_string, 0 }
+};
 
 
 static ngx_command_t  ngx_http_studio_testusers_commands[] = {
 
     { ngx_string("studio_testusers"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
-      ngx_conf_set_flag_slot,
+      ngx_http_studio_testusers_enable,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_studio_testusers_loc_conf_t, enable),
       NULL },
@@ -105,6 +115,62 @@ static ngx_command_t  ngx_http_studio_testusers_commands[] = {
       offsetof(ngx_http_studio_testusers_loc_conf_t, audit_required),
       NULL },
 
+    { ngx_string("studio_testusers_flows"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_studio_testusers_rule,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("studio_testusers_methods"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_studio_testusers_rule,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("studio_testusers_identity_pattern"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_studio_testusers_rule,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("studio_testusers_max_identities"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_studio_testusers_rule,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("studio_testusers_duplicates"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_studio_testusers_rule,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("studio_testusers_policy"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_BLOCK|NGX_CONF_TAKE1,
+      ngx_http_studio_testusers_policy_block,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("studio_testusers_team"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_studio_testusers_loc_conf_t, team),
+      NULL },
+
+    { ngx_string("studio_testusers_mode"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_studio_testusers_loc_conf_t, mode),
+      &ngx_http_studio_testusers_modes },
+
       ngx_null_command
 };
 
@@ -156,6 +222,10 @@ static ngx_http_variable_t  ngx_http_studio_testusers_vars[] = {
 
     { ngx_string("studio_testusers_reason"), NULL,
       ngx_http_studio_testusers_variable, NGX_HTTP_STU_VAR_REASON,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("studio_testusers_team"), NULL,
+      ngx_http_studio_testusers_variable, NGX_HTTP_STU_VAR_TEAM,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
@@ -222,15 +292,15 @@ ngx_http_studio_testusers_handler(ngx_http_request_t *r)
     ngx_http_set_ctx(r, ctx, ngx_http_studio_testusers_module);
 
     ctx->conf = slcf;
+    ctx->pool = r->pool;
 
-    if (slcf->audit) {
-        stu_form_init(&ctx->form, ngx_http_studio_testusers_audit_identity, r);
-
-    } else {
-        stu_form_init(&ctx->form, NULL, NULL);
-    }
+    stu_form_init(&ctx->form, ngx_http_studio_testusers_identity, r);
 
     reason = ngx_http_studio_testusers_check(r, ctx, &need_body);
+
+    if (reason == STU_OK) {
+        reason = ngx_http_studio_testusers_policy_request(r, ctx);
+    }
 
     if (reason != STU_OK) {
         return ngx_http_studio_testusers_reject(r, ctx, reason, 0);
@@ -378,10 +448,17 @@ ngx_http_studio_testusers_check(ngx_http_request_t *r,
         return STU_CONTENT_TYPE_UNSUPPORTED;
     }
 
-    reason = stu_check_content_type(type->value.data, type->value.len);
+    switch (stu_content_type_kind(type->value.data, type->value.len)) {
 
-    if (reason != STU_OK) {
-        return reason;
+    case STU_BODY_FORM:
+        break;
+
+    case STU_BODY_JSON:
+        ctx->json = 1;
+        break;
+
+    default:
+        return STU_CONTENT_TYPE_UNSUPPORTED;
     }
 
     *need_body = 1;
@@ -394,9 +471,26 @@ static ngx_int_t
 ngx_http_studio_testusers_accept(ngx_http_request_t *r,
     ngx_http_studio_testusers_ctx_t *ctx)
 {
-    ngx_http_studio_testusers_loc_conf_t  *slcf;
+    ngx_int_t                               rc;
+    ngx_http_studio_testusers_loc_conf_t   *slcf;
+    ngx_http_studio_testusers_main_conf_t  *smcf;
 
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_studio_testusers_module);
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_studio_testusers_module);
+
+    /* a POST replaces the list: one at a time per flow, or updates get lost */
+
+    if (r->method == NGX_HTTP_POST) {
+        rc = ngx_http_studio_testusers_lock(smcf->zone, r, &ctx->flow_sid);
+
+        if (rc == NGX_BUSY) {
+            return ngx_http_studio_testusers_reject(r, ctx, STU_CONFLICT, 0);
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
 
     if (ngx_http_studio_testusers_audit_prepare(r, ctx) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -564,6 +658,10 @@ ngx_http_studio_testusers_variable(ngx_http_request_t *r,
         s = ngx_http_studio_testusers_results[ctx->result];
         break;
 
+    case NGX_HTTP_STU_VAR_TEAM:
+        s = ctx->team;
+        break;
+
     default: /* NGX_HTTP_STU_VAR_REASON */
         s.data = (u_char *) stu_reasons[ctx->reason].name;
         s.len = ngx_strlen(s.data);
@@ -621,6 +719,10 @@ ngx_http_studio_testusers_create_loc_conf(ngx_conf_t *cf)
     conf->hmac_key = NGX_CONF_UNSET_PTR;
     conf->audit_raw = NGX_CONF_UNSET;
     conf->audit_required = NGX_CONF_UNSET;
+    conf->team = NGX_CONF_UNSET_PTR;
+    conf->mode = NGX_CONF_UNSET_UINT;
+
+    ngx_http_studio_testusers_rules_init(&conf->rules);
 
     return conf;
 }
@@ -640,6 +742,10 @@ ngx_http_studio_testusers_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_ptr_value(conf->hmac_key, prev->hmac_key, NULL);
     ngx_conf_merge_value(conf->audit_raw, prev->audit_raw, 0);
     ngx_conf_merge_value(conf->audit_required, prev->audit_required, 0);
+    ngx_conf_merge_ptr_value(conf->team, prev->team, NULL);
+    ngx_conf_merge_uint_value(conf->mode, prev->mode, NGX_HTTP_STU_ENFORCE);
+
+    ngx_http_studio_testusers_rules_merge(&conf->rules, &prev->rules);
 
     if (conf->enable && conf->credentials == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -674,10 +780,17 @@ ngx_http_studio_testusers_create_main_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     smcf->zone = NULL;
-     *     smcf->audit_used = 0;
+     *     smcf->used = 0;
      */
 
     smcf->request_id_index = NGX_CONF_UNSET;
+
+    if (ngx_array_init(&smcf->policies, cf->pool, 4,
+                       sizeof(ngx_http_studio_testusers_policy_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
 
     return smcf;
 }
@@ -691,9 +804,30 @@ ngx_http_studio_testusers_audit_log_directive(ngx_conf_t *cf,
 
     smcf = ngx_http_conf_get_module_main_conf(cf,
                                               ngx_http_studio_testusers_module);
-    smcf->audit_used = 1;
+    smcf->used = 1;
 
     return ngx_http_studio_testusers_audit_log(cf, cmd, conf);
+}
+
+
+/* "on" anywhere means the shared zone is needed (update locks) */
+
+static char *
+ngx_http_studio_testusers_enable(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    char                                   *rv;
+    ngx_http_studio_testusers_main_conf_t  *smcf;
+
+    rv = ngx_conf_set_flag_slot(cf, cmd, conf);
+
+    if (rv == NGX_CONF_OK) {
+        smcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_studio_testusers_module);
+        smcf->used = 1;
+    }
+
+    return rv;
 }
 
 
@@ -741,7 +875,7 @@ ngx_http_studio_testusers_init(ngx_conf_t *cf)
     smcf = ngx_http_conf_get_module_main_conf(cf,
                                               ngx_http_studio_testusers_module);
 
-    if (smcf->audit_used
+    if (smcf->used
         && ngx_http_studio_testusers_zone_default(cf, smcf) != NGX_OK)
     {
         return NGX_ERROR;

@@ -14,6 +14,7 @@
 
 #include "ngx_http_studio_testusers_validate.h"
 #include "ngx_http_studio_testusers_form.h"
+#include "ngx_http_studio_testusers_json.h"
 
 
 #define NGX_HTTP_STU_NONE        0
@@ -46,9 +47,28 @@ typedef struct {
 } ngx_http_studio_testusers_audit_log_t;
 
 
+#define NGX_HTTP_STU_ENFORCE     0
+#define NGX_HTTP_STU_REPORT      1
+
+
+/* a rule set: a team's named policy, or a location's own rules */
+typedef struct {
+    ngx_str_t                          name;
+    ngx_array_t                       *flows;       /* ngx_str_t; any */
+    ngx_uint_t                         methods;     /* 0: any */
+    ngx_array_t                       *patterns;    /* ngx_regex_t *; any */
+    ngx_uint_t                         max_identities;   /* 0: no limit */
+    ngx_int_t                          duplicates;  /* 1: allowed */
+} ngx_http_studio_testusers_policy_t;
+
+
 typedef struct {
     ngx_flag_t                         enable;
     ngx_http_studio_testusers_credentials_t  *credentials;
+
+    ngx_http_studio_testusers_policy_t       rules;
+    ngx_http_complex_value_t          *team;
+    ngx_uint_t                         mode;
 
     ngx_http_studio_testusers_audit_log_t    *audit;       /* NULL: off */
     ngx_http_complex_value_t          *actor;
@@ -61,8 +81,15 @@ typedef struct {
 typedef struct {
     ngx_shm_zone_t                    *zone;
     ngx_int_t                          request_id_index;
-    ngx_uint_t                         audit_used;    /* unsigned:1 */
+    ngx_array_t                        policies;   /* of policy_t */
+    ngx_uint_t                         used;       /* unsigned:1 */
 } ngx_http_studio_testusers_main_conf_t;
+
+
+typedef struct {
+    ngx_str_t                          value;
+    uint32_t                           hash;
+} ngx_http_studio_testusers_seen_t;
 
 
 typedef struct {
@@ -91,6 +118,18 @@ typedef struct {
     unsigned                           capture:1;
     unsigned                           capture_failed:1;
     unsigned                           audited:1;
+    unsigned                           json:1;
+
+    /* policy: the team, its policy, what report mode would have done */
+    ngx_str_t                          team;
+    ngx_http_studio_testusers_policy_t       *policy;
+    stu_reason_e                       would_reject;
+    size_t                             would_position;
+    ngx_uint_t                         seen;          /* identities */
+    ngx_http_studio_testusers_seen_t  *seen_table;
+    ngx_uint_t                         seen_size;
+    ngx_buf_t                         *json_body;
+    ngx_pool_t                        *pool;
 
     stu_form_t                         form;
 } ngx_http_studio_testusers_ctx_t;
@@ -132,13 +171,36 @@ ngx_int_t ngx_http_studio_testusers_audit_prepare(ngx_http_request_t *r,
 ngx_int_t ngx_http_studio_testusers_audit_intent(ngx_http_request_t *r,
     ngx_http_studio_testusers_ctx_t *ctx);
 ngx_int_t ngx_http_studio_testusers_audit_init(ngx_conf_t *cf);
-stu_reason_e ngx_http_studio_testusers_audit_identity(void *data,
-    const unsigned char *p, size_t len);
+ngx_int_t ngx_http_studio_testusers_audit_identity(ngx_http_request_t *r,
+    ngx_http_studio_testusers_ctx_t *ctx, const unsigned char *p, size_t len);
 
 char *ngx_http_studio_testusers_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_int_t ngx_http_studio_testusers_lock(ngx_shm_zone_t *zone,
+    ngx_http_request_t *r, ngx_str_t *sid);
+void ngx_http_studio_testusers_count_policy(ngx_shm_zone_t *zone,
+    ngx_uint_t conflict);
+
+char *ngx_http_studio_testusers_policy_block(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_studio_testusers_rule(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void ngx_http_studio_testusers_rules_init(
+    ngx_http_studio_testusers_policy_t *p);
+void ngx_http_studio_testusers_rules_merge(
+    ngx_http_studio_testusers_policy_t *conf,
+    ngx_http_studio_testusers_policy_t *prev);
+stu_reason_e ngx_http_studio_testusers_policy_request(ngx_http_request_t *r,
+    ngx_http_studio_testusers_ctx_t *ctx);
+stu_reason_e ngx_http_studio_testusers_identity(void *data,
+    const unsigned char *p, size_t len);
+stu_reason_e ngx_http_studio_testusers_violation(ngx_http_request_t *r,
+    ngx_http_studio_testusers_ctx_t *ctx, stu_reason_e reason,
+    size_t position);
 ngx_int_t ngx_http_studio_testusers_zone_default(ngx_conf_t *cf,
     ngx_http_studio_testusers_main_conf_t *smcf);
+stu_reason_e ngx_http_studio_testusers_json_done(ngx_http_request_t *r,
+    ngx_http_studio_testusers_ctx_t *ctx);
 ngx_int_t ngx_http_studio_testusers_baseline_get(ngx_shm_zone_t *zone,
     ngx_str_t *sid, u_char *key_id, ngx_pool_t *pool, u_char **digests,
     ngx_uint_t *n);

@@ -21,10 +21,31 @@ typedef struct {
     ngx_rbtree_t                       rbtree;
     ngx_rbtree_node_t                  sentinel;
     ngx_queue_t                        lru;
+    ngx_rbtree_t                       locks;
+    ngx_rbtree_node_t                  locks_sentinel;
     u_char                             salt[32];
     ngx_atomic_t                       audit_written;
     ngx_atomic_t                       audit_failed;
+    ngx_atomic_t                       conflicts;
+    ngx_atomic_t                       would_reject;
 } ngx_http_studio_testusers_sh_t;
+
+
+/* "a POST for this flow is in flight": whose, so a dead worker's can go */
+typedef struct {
+    ngx_rbtree_node_t                  node;    /* key: crc32 of the sid */
+    u_char                             sid[STU_FLOW_SID_LEN];
+    ngx_pid_t                          pid;
+    ngx_atomic_uint_t                  number;  /* connection number */
+} ngx_http_studio_testusers_lock_t;
+
+
+typedef struct {
+    ngx_shm_zone_t                    *zone;
+    ngx_http_studio_testusers_lock_t  *lock;
+    ngx_atomic_uint_t                  number;
+    ngx_pid_t                          pid;
+} ngx_http_studio_testusers_unlock_t;
 
 
 typedef struct {
@@ -189,10 +210,14 @@ ngx_http_studio_testusers_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ngx_rbtree_init(&zctx->sh->rbtree, &zctx->sh->sentinel,
                     ngx_http_studio_testusers_rbtree_insert);
+    ngx_rbtree_init(&zctx->sh->locks, &zctx->sh->locks_sentinel,
+                    ngx_rbtree_insert_value);
     ngx_queue_init(&zctx->sh->lru);
 
     zctx->sh->audit_written = 0;
     zctx->sh->audit_failed = 0;
+    zctx->sh->conflicts = 0;
+    zctx->sh->would_reject = 0;
 
     if (RAND_bytes(zctx->sh->salt, sizeof(zctx->sh->salt)) != 1) {
         ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
@@ -438,4 +463,134 @@ ngx_http_studio_testusers_count_audit(ngx_shm_zone_t *zone, ngx_uint_t ok)
 
     (void) ngx_atomic_fetch_add(ok ? &zctx->sh->audit_written
                                    : &zctx->sh->audit_failed, 1);
+}
+
+
+void
+ngx_http_studio_testusers_count_policy(ngx_shm_zone_t *zone,
+    ngx_uint_t conflict)
+{
+    ngx_http_studio_testusers_zone_ctx_t  *zctx;
+
+    zctx = zone->data;
+
+    (void) ngx_atomic_fetch_add(conflict ? &zctx->sh->conflicts
+                                         : &zctx->sh->would_reject, 1);
+}
+
+
+static void
+ngx_http_studio_testusers_unlock(void *data)
+{
+    ngx_http_studio_testusers_unlock_t *u = data;
+
+    ngx_http_studio_testusers_zone_ctx_t  *zctx;
+
+    zctx = u->zone->data;
+
+    ngx_shmtx_lock(&zctx->shpool->mutex);
+
+    /* it may have been taken over after this worker was thought dead */
+
+    if (u->lock->pid == u->pid && u->lock->number == u->number) {
+        ngx_rbtree_delete(&zctx->sh->locks, &u->lock->node);
+        ngx_slab_free_locked(zctx->shpool, u->lock);
+    }
+
+    ngx_shmtx_unlock(&zctx->shpool->mutex);
+}
+
+
+/*
+ * Takes the flow's update lock for the request's lifetime (released by a
+ * pool cleanup: success, error, abort or timeout alike).  A lock held by
+ * a process that no longer exists (a crashed worker) is taken over.
+ * NGX_BUSY: another POST for the flow is in flight.
+ */
+
+ngx_int_t
+ngx_http_studio_testusers_lock(ngx_shm_zone_t *zone, ngx_http_request_t *r,
+    ngx_str_t *sid)
+{
+    uint32_t                               hash;
+    ngx_rbtree_node_t                     *node, *sentinel;
+    ngx_pool_cleanup_t                    *cln;
+    ngx_http_studio_testusers_lock_t      *lock;
+    ngx_http_studio_testusers_unlock_t    *u;
+    ngx_http_studio_testusers_zone_ctx_t  *zctx;
+
+    zctx = zone->data;
+    hash = ngx_crc32_short(sid->data, sid->len);
+
+    cln = ngx_pool_cleanup_add(r->pool,
+                               sizeof(ngx_http_studio_testusers_unlock_t));
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_shmtx_lock(&zctx->shpool->mutex);
+
+    node = zctx->sh->locks.root;
+    sentinel = zctx->sh->locks.sentinel;
+    lock = NULL;
+
+    while (node != sentinel) {
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        lock = (ngx_http_studio_testusers_lock_t *) node;
+
+        if (ngx_memcmp(lock->sid, sid->data, STU_FLOW_SID_LEN) == 0) {
+            break;
+        }
+
+        lock = NULL;
+        node = node->right;
+    }
+
+    if (lock) {
+        if (lock->pid == ngx_pid
+            || kill(lock->pid, 0) == 0 || ngx_errno != NGX_ESRCH)
+        {
+            ngx_shmtx_unlock(&zctx->shpool->mutex);
+            ngx_http_studio_testusers_count_policy(zone, 1);
+            return NGX_BUSY;
+        }
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "studio_testusers: taking over the update lock of "
+                      "flow \"%V\" from exited process %P", sid, lock->pid);
+
+    } else {
+        lock = ngx_slab_alloc_locked(zctx->shpool,
+                                     sizeof(ngx_http_studio_testusers_lock_t));
+        if (lock == NULL) {
+            ngx_shmtx_unlock(&zctx->shpool->mutex);
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "studio_testusers: zone \"%V\" has no room for "
+                          "an update lock", &zone->shm.name);
+            return NGX_ERROR;
+        }
+
+        lock->node.key = hash;
+        ngx_memcpy(lock->sid, sid->data, STU_FLOW_SID_LEN);
+        ngx_rbtree_insert(&zctx->sh->locks, &lock->node);
+    }
+
+    lock->pid = ngx_pid;
+    lock->number = r->connection->number;
+
+    ngx_shmtx_unlock(&zctx->shpool->mutex);
+
+    u = cln->data;
+    u->zone = zone;
+    u->lock = lock;
+    u->pid = ngx_pid;
+    u->number = r->connection->number;
+
+    cln->handler = ngx_http_studio_testusers_unlock;
+
+    return NGX_OK;
 }

@@ -27,7 +27,8 @@ const stu_reason_t  stu_reasons[STU_REASON_LAST] = {
     { "get_with_body", 400, 20001,
       "A GET request must not carry a body" },
     { "content_type_unsupported", 415, 20001,
-      "Content-Type must be application/x-www-form-urlencoded" },
+      "Content-Type must be application/x-www-form-urlencoded "
+      "or application/json" },
     { "content_type_duplicate", 400, 20001,
       "More than one Content-Type header" },
     { "malformed_escape", 400, 20001,
@@ -50,6 +51,25 @@ const stu_reason_t  stu_reasons[STU_REASON_LAST] = {
       "Internal error in the gateway" },
     { "audit_unavailable", 503, 20503,
       "The audit log cannot be written: change refused" },
+    { "malformed_json", 400, 20001,
+      "Malformed JSON body: expected an object whose only member "
+      "TestUsers is an array of strings" },
+    { "team_unknown", 403, 20403,
+      "No policy allows this team to use the gateway" },
+    { "flow_not_allowed", 403, 20403,
+      "This team may not use this flow" },
+    { "method_not_permitted", 403, 20403,
+      "This team may not use this method" },
+    { "identity_pattern", 400, 20001,
+      "TestUsers value %u does not match any pattern this team may use" },
+    { "too_many_identities", 400, 20001,
+      "TestUsers value %u is more than this team may set" },
+    { "duplicate_identity", 400, 20001,
+      "TestUsers value %u repeats an earlier value" },
+    { "update_in_progress", 409, 20409,
+      "Another update of this flow's test users is in progress" },
+    { "json_too_large", 413, 20413,
+      "JSON body larger than 1 MB" },
 };
 
 
@@ -153,8 +173,8 @@ stu_equal_nocase(const unsigned char *p, size_t len, const char *s)
  * checked as UTF-8 and Twilio reads them so.
  */
 
-stu_reason_e
-stu_check_content_type(const unsigned char *p, size_t len)
+static stu_reason_e
+stu_check_media_type(const unsigned char *p, size_t len, const char *type)
 {
     const unsigned char  *end, *name, *value;
     size_t                nlen, vlen;
@@ -163,10 +183,9 @@ stu_check_content_type(const unsigned char *p, size_t len)
     end = p + len;
     p = stu_skip_ows(p, end);
 
-    nlen = sizeof(STU_FORM_TYPE) - 1;
+    nlen = strlen(type);
 
-    if ((size_t) (end - p) < nlen || !stu_equal_nocase(p, nlen, STU_FORM_TYPE))
-    {
+    if ((size_t) (end - p) < nlen || !stu_equal_nocase(p, nlen, type)) {
         return STU_CONTENT_TYPE_UNSUPPORTED;
     }
 
@@ -241,6 +260,28 @@ stu_check_content_type(const unsigned char *p, size_t len)
             return STU_CONTENT_TYPE_UNSUPPORTED;
         }
     }
+}
+
+
+stu_reason_e
+stu_check_content_type(const unsigned char *p, size_t len)
+{
+    return stu_check_media_type(p, len, STU_FORM_TYPE);
+}
+
+
+stu_body_kind_e
+stu_content_type_kind(const unsigned char *p, size_t len)
+{
+    if (stu_check_media_type(p, len, STU_FORM_TYPE) == STU_OK) {
+        return STU_BODY_FORM;
+    }
+
+    if (stu_check_media_type(p, len, "application/json") == STU_OK) {
+        return STU_BODY_JSON;
+    }
+
+    return STU_BODY_OTHER;
 }
 
 

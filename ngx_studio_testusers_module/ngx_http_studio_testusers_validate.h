@@ -37,8 +37,24 @@ typedef enum {
     STU_IDENTITY_CONTROL_CHAR,
     STU_INTERNAL_ERROR,
     STU_AUDIT_UNAVAILABLE,
+    STU_MALFORMED_JSON,
+    STU_TEAM_UNKNOWN,
+    STU_FLOW_NOT_ALLOWED,
+    STU_METHOD_NOT_PERMITTED,
+    STU_IDENTITY_PATTERN,
+    STU_TOO_MANY_IDENTITIES,
+    STU_DUPLICATE_IDENTITY,
+    STU_CONFLICT,
+    STU_JSON_TOO_LARGE,
     STU_REASON_LAST
 } stu_reason_e;
+
+
+typedef enum {
+    STU_BODY_OTHER = 0,
+    STU_BODY_FORM,
+    STU_BODY_JSON
+} stu_body_kind_e;
 
 
 typedef struct {
@@ -60,6 +76,7 @@ stu_reason_e stu_check_path(const unsigned char *uri, size_t len,
     const unsigned char **sid);
 int stu_flow_sid_valid(const unsigned char *p, size_t len);
 stu_reason_e stu_check_content_type(const unsigned char *p, size_t len);
+stu_body_kind_e stu_content_type_kind(const unsigned char *p, size_t len);
 stu_reason_e stu_check_identity(const unsigned char *p, size_t len);
 
 

@@ -138,7 +138,7 @@ my @seq = (
     [ 'bob', 'GET' ],
     [ 'bob', 'POST', [ '+15555550100', 'client:bob', 'client:carol' ],
       [ 'client:bob', 'client:carol' ], [ 'client:alice' ], 'known' ],
-    [ 'alice', 'POST', [ 'client:bob', 'client:bob', 'client:carol' ],
+    [ 'alice', 'POST', [ 'client:bob', 'client:carol' ],
       [], [ '+15555550100' ], 'known' ],
 );
 

@@ -119,7 +119,7 @@ forwarded_ok(post($e300), $e300, '300 bytes as escapes (150 x e-acute)');
 
 # --- Content-Type -------------------------------------------------------------
 
-my $ct = 'Content-Type must be application/x-www-form-urlencoded';
+my $ct = 'Content-Type must be application/x-www-form-urlencoded or application/json';
 rejected_ok(post('TestUsers=a', headers => [ 'Content-Type: text/plain' ]),
             415, $ct, 'text/plain');
 rejected_ok(post('TestUsers=a', headers => [ 'Content-Type: multipart/form-data; boundary=x' ]),
@@ -127,8 +127,10 @@ rejected_ok(post('TestUsers=a', headers => [ 'Content-Type: multipart/form-data;
 rejected_ok(post('TestUsers=a', headers => [
         'Content-Type: application/x-www-form-urlencoded; charset=latin1' ]),
     415, $ct, 'charset other than UTF-8');
-rejected_ok(post('TestUsers=a', headers => [ 'Content-Type: application/json' ]),
-            415, $ct, 'JSON');
+rejected_ok(post('TestUsers=a', headers => [ 'Content-Type: application/xml' ]),
+            415, $ct, 'XML');
+rejected_ok(post('{}', headers => [ 'Content-Type: application/json; charset=latin1' ]),
+            415, $ct, 'JSON in another charset');
 rejected_ok(post('TestUsers=a', headers => []), 415, $ct, 'no Content-Type');
 rejected_ok(post('TestUsers=a', headers => [ $FORM, $FORM ]), 400,
             'More than one Content-Type header', 'two Content-Type headers');
