@@ -865,6 +865,11 @@ ngx_http_studio_testusers_capture(void *data, u_char *p, size_t len)
 }
 
 
+/*
+ * Sees the response to a judged request: learns the list from it, and
+ * lets the flow's update lock go once the response is complete.
+ */
+
 static ngx_int_t
 ngx_http_studio_testusers_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
@@ -873,7 +878,21 @@ ngx_http_studio_testusers_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_studio_testusers_module);
 
-    if (ctx == NULL || !ctx->capture || r != r->main) {
+    if (ctx == NULL || r != r->main) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    if (ctx->lock) {
+        for (cl = in; cl; cl = cl->next) {
+            if (cl->buf->last_buf) {
+                ngx_http_studio_testusers_unlock_now(ctx->lock);
+                ctx->lock = NULL;
+                break;
+            }
+        }
+    }
+
+    if (!ctx->capture) {
         return ngx_http_next_body_filter(r, in);
     }
 

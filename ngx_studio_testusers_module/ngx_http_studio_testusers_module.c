@@ -481,7 +481,8 @@ ngx_http_studio_testusers_accept(ngx_http_request_t *r,
     /* a POST replaces the list: one at a time per flow, or updates get lost */
 
     if (r->method == NGX_HTTP_POST) {
-        rc = ngx_http_studio_testusers_lock(smcf->zone, r, &ctx->flow_sid);
+        rc = ngx_http_studio_testusers_lock(smcf->zone, r, &ctx->flow_sid,
+                                            &ctx->lock);
 
         if (rc == NGX_BUSY) {
             return ngx_http_studio_testusers_reject(r, ctx, STU_CONFLICT, 0);

@@ -130,6 +130,7 @@ typedef struct {
     ngx_uint_t                         seen_size;
     ngx_buf_t                         *json_body;
     ngx_pool_t                        *pool;
+    void                              *lock;          /* while held */
 
     stu_form_t                         form;
 } ngx_http_studio_testusers_ctx_t;
@@ -177,7 +178,8 @@ ngx_int_t ngx_http_studio_testusers_audit_identity(ngx_http_request_t *r,
 char *ngx_http_studio_testusers_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_studio_testusers_lock(ngx_shm_zone_t *zone,
-    ngx_http_request_t *r, ngx_str_t *sid);
+    ngx_http_request_t *r, ngx_str_t *sid, void **handle);
+void ngx_http_studio_testusers_unlock_now(void *handle);
 void ngx_http_studio_testusers_count_policy(ngx_shm_zone_t *zone,
     ngx_uint_t conflict);
 

@@ -106,7 +106,15 @@ ngx_http_studio_testusers_policy_block(ngx_conf_t *cf, ngx_command_t *cmd,
         return rv;
     }
 
-    ngx_http_studio_testusers_rules_merge(p, p);
+    /* duplicates stays unset unless said: then the location's applies */
+
+    if (p->methods == NGX_CONF_UNSET_UINT) {
+        p->methods = 0;
+    }
+
+    if (p->max_identities == NGX_CONF_UNSET_UINT) {
+        p->max_identities = 0;
+    }
 
     if (p->flows == NGX_CONF_UNSET_PTR) {
         p->flows = NULL;
@@ -402,6 +410,7 @@ ngx_http_studio_testusers_identity(void *data, const unsigned char *p,
 {
     ngx_http_request_t *r = data;
 
+    ngx_int_t                         rc, duplicates;
     ngx_str_t                         id;
     stu_reason_e                      reason;
     ngx_http_studio_testusers_ctx_t  *ctx;
@@ -413,11 +422,14 @@ ngx_http_studio_testusers_identity(void *data, const unsigned char *p,
     id.data = (u_char *) p;
     id.len = len;
 
+    /* a team policy that says so overrides the location's duplicates */
+
+    duplicates = (ctx->policy && ctx->policy->duplicates != NGX_CONF_UNSET)
+                 ? ctx->policy->duplicates : ctx->conf->rules.duplicates;
+
     /* a copy is kept for the audit record and the duplicates check */
 
-    if (ctx->conf->audit || !ctx->conf->rules.duplicates
-        || (ctx->policy && !ctx->policy->duplicates))
-    {
+    if (ctx->conf->audit || !duplicates || ctx->json) {
         if (ngx_http_studio_testusers_audit_identity(r, ctx, p, len)
             != NGX_OK)
         {
@@ -435,7 +447,23 @@ ngx_http_studio_testusers_identity(void *data, const unsigned char *p,
                                                        &id);
     }
 
-    return reason;
+    if (reason != STU_OK || duplicates) {
+        return reason;
+    }
+
+    rc = ngx_http_studio_testusers_seen_before(r, ctx, &id);
+
+    if (rc == NGX_ERROR) {
+        return STU_INTERNAL_ERROR;
+    }
+
+    if (rc == NGX_OK) {
+        return ngx_http_studio_testusers_violation(r, ctx,
+                                                   STU_DUPLICATE_IDENTITY,
+                                                   ctx->seen);
+    }
+
+    return STU_OK;
 }
 
 
@@ -479,23 +507,6 @@ ngx_http_studio_testusers_rules_check(ngx_http_request_t *r,
             reason = ngx_http_studio_testusers_violation(r, ctx,
                                                          STU_IDENTITY_PATTERN,
                                                          ctx->seen);
-            if (reason != STU_OK) {
-                return reason;
-            }
-        }
-    }
-
-    if (!p->duplicates) {
-        rc = ngx_http_studio_testusers_seen_before(r, ctx, id);
-
-        if (rc == NGX_ERROR) {
-            return STU_INTERNAL_ERROR;
-        }
-
-        if (rc == NGX_OK) {
-            reason = ngx_http_studio_testusers_violation(r, ctx,
-                                                       STU_DUPLICATE_IDENTITY,
-                                                       ctx->seen);
             if (reason != STU_OK) {
                 return reason;
             }

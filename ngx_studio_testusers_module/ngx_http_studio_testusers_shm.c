@@ -486,6 +486,10 @@ ngx_http_studio_testusers_unlock(void *data)
 
     ngx_http_studio_testusers_zone_ctx_t  *zctx;
 
+    if (u->lock == NULL) {
+        return;
+    }
+
     zctx = u->zone->data;
 
     ngx_shmtx_lock(&zctx->shpool->mutex);
@@ -498,6 +502,20 @@ ngx_http_studio_testusers_unlock(void *data)
     }
 
     ngx_shmtx_unlock(&zctx->shpool->mutex);
+
+    u->lock = NULL;
+}
+
+
+/*
+ * As soon as the response is complete: a request can outlive its response
+ * (lingering close, slow clients), and the next POST should not wait.
+ */
+
+void
+ngx_http_studio_testusers_unlock_now(void *handle)
+{
+    ngx_http_studio_testusers_unlock(handle);
 }
 
 
@@ -510,7 +528,7 @@ ngx_http_studio_testusers_unlock(void *data)
 
 ngx_int_t
 ngx_http_studio_testusers_lock(ngx_shm_zone_t *zone, ngx_http_request_t *r,
-    ngx_str_t *sid)
+    ngx_str_t *sid, void **handle)
 {
     uint32_t                               hash;
     ngx_rbtree_node_t                     *node, *sentinel;
@@ -591,6 +609,7 @@ ngx_http_studio_testusers_lock(ngx_shm_zone_t *zone, ngx_http_request_t *r,
     u->number = r->connection->number;
 
     cln->handler = ngx_http_studio_testusers_unlock;
+    *handle = u;
 
     return NGX_OK;
 }

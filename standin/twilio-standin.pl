@@ -10,7 +10,9 @@
 # errors come in Twilio's JSON shape.  With --record, every request that
 # arrives is appended to FILE as one JSON line: method, target, version,
 # headers in arrival order and case, and the body bytes exactly, so tests
-# can see what the gateway forwarded.  Perl core modules only.
+# can see what the gateway forwarded.  A request header X-Standin-Delay: N
+# delays the answer by N seconds (tests of slow upstreams).  Perl core
+# modules only.
 
 use strict;
 use warnings;
@@ -90,6 +92,11 @@ sub serve {
         my $req = read_request($c, \$buf) or return;
 
         log_request($req) if defined $record;
+
+        # tests make a slow Twilio with this request header
+        if (my $delay = $req->{header}{'x-standin-delay'}) {
+            select(undef, undef, undef, $delay) if $delay =~ /^\d+(?:\.\d+)?$/;
+        }
 
         my ($status, $body, @extra) = handle($req);
 

@@ -287,6 +287,7 @@ sub done {
     $self->stop_upstreams;
 
     my @bad = grep { /\[(?:alert|crit|emerg)\]|open socket|Sanitizer|runtime error/ }
+              grep { !$self->{expect_alert} || !/$self->{expect_alert}/ }
               split /\n/, $self->error_log;
 
     is(join("\n", @bad), '', 'no alerts or leaked sockets in error log');
