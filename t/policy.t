@@ -68,7 +68,19 @@ $loc
     }
 
     server {
+        listen 127.0.0.1:%%PORT_FILEONLY%%;
+        client_body_in_file_only on;
+        proxy_request_buffering off;
+        location /v2/ {
+$loc
+        }
+    }
+
+    log_format team '\$studio_testusers_team \$studio_testusers_result';
+
+    server {
         listen 127.0.0.1:%%PORT_MAP%%;
+        access_log %%DIR%%/logs/team.log team;
         location /v2/ {
             studio_testusers_team \$team_from_header;
 $loc
@@ -173,6 +185,9 @@ refused(as('map', 'beta', 'POST', form_body('+15555550100')), 403, qr/method/, '
 refused(as('map', 'nobody', 'GET', undef), 403, qr/No policy/, 'map: unknown team');
 refused(as('map', undef, 'GET', undef), 403, qr/No policy/, 'map: no header');
 
+like($t->read_file('logs/team.log'), qr/^alpha forwarded\nbeta rejected\nnobody rejected\n- rejected\n/,
+     '$studio_testusers_team in the access log');
+
 # --- report mode ----------------------------------------------------------------------
 
 ok_fwd(as('report', 'beta', 'POST', form_body('+15555550100', '+15555550100')),
@@ -230,6 +245,9 @@ json_ok(as('rules', undef, 'POST', $json, json => 1), 'JSON, one write');
         headers => [ $JSONCT, 'Transfer-Encoding: chunked' ], body => "${chunked}0\r\n\r\n"));
     json_ok($c->response, 'JSON, chunked');
 }
+
+json_ok(as('fileonly', undef, 'POST', $json, json => 1),
+        'JSON, client_body_in_file_only and proxy_request_buffering off');
 
 my @big = map { sprintf('client:%0290d', $_) } 1 .. 100;
 my $bigjson = JSON::PP->new->encode({ TestUsers => \@big });
