@@ -16,7 +16,7 @@ CFLAGS_UNIT  := -std=c99 -O2 -g -Wall -Wextra -Werror -I$(SRC_DIR)
 FUZZ_SECONDS ?= 60
 PROVE_JOBS   ?= 2
 
-.PHONY: all build deps test unit prove run fuzz fuzz-smoke clean
+.PHONY: all build deps test unit prove run fuzz fuzz-smoke clean bench soak deb
 
 all: build
 
@@ -73,6 +73,19 @@ fuzz-smoke: $(BUILD)/fuzz/form_fuzz
 
 run: deps build
 	@tools/run-gateway.sh
+
+# wrk against a plain proxy_pass and a Lua version, results in bench/README.md
+bench: deps build
+	bench/run.sh
+
+# mixed valid/invalid/hostile load with reloads and reopens (SOAK_SECONDS)
+SOAK_SECONDS ?= 60
+soak: deps build
+	SOAK_SECONDS=$(SOAK_SECONDS) soak/run.sh
+
+# Debian package of the module, as Debian packages its nginx modules
+deb: deps build
+	packaging/build-deb.sh
 
 clean:
 	rm -rf $(BUILD) objs
