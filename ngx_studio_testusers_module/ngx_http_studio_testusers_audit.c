@@ -354,6 +354,8 @@ ngx_http_studio_testusers_audit_handler(ngx_http_request_t *r)
     json_t                           *record;
     ngx_http_studio_testusers_ctx_t  *ctx;
 
+    ngx_http_studio_testusers_credentials_recall(r);
+
     ctx = ngx_http_studio_testusers_get_ctx(r);
 
     if (ctx == NULL || ctx->conf == NULL || ctx->conf->audit == NULL
@@ -790,6 +792,10 @@ static ngx_int_t
 ngx_http_studio_testusers_header_filter(ngx_http_request_t *r)
 {
     ngx_http_studio_testusers_ctx_t  *ctx;
+
+    /* an error response from inside proxy_pass: take the credential back */
+
+    ngx_http_studio_testusers_credentials_recall(r);
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_studio_testusers_module);
 

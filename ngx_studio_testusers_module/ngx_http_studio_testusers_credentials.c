@@ -21,6 +21,19 @@ static const char *ngx_http_studio_testusers_credentials_parse(u_char *p,
     size_t len, ngx_str_t *line);
 
 
+/*
+ * The credential is lent only for a synchronous call into proxy_pass, and
+ * a worker runs one such call at a time: who holds it is kept here, so
+ * every way out of that call (an error page's internal redirect, an error
+ * response's filters, the log) can take it back first, even after an
+ * internal redirect zeroed the request's module contexts.
+ */
+
+static ngx_http_request_t               *ngx_http_studio_testusers_lent_r;
+static ngx_http_studio_testusers_ctx_t  *ngx_http_studio_testusers_lent_ctx;
+ngx_int_t  ngx_http_studio_testusers_authorization_var = NGX_ERROR;
+
+
 char *
 ngx_http_studio_testusers_credentials_load(ngx_conf_t *cf, ngx_str_t *file,
     ngx_http_studio_testusers_credentials_t *cred)
@@ -311,7 +324,22 @@ ngx_http_studio_testusers_credentials_inject(ngx_http_request_t *r,
     *h = ctx->credentials->header;
     ctx->credential = h;
 
+    ngx_http_studio_testusers_lent_r = r->main;
+    ngx_http_studio_testusers_lent_ctx = ctx;
+
     return NGX_OK;
+}
+
+
+void
+ngx_http_studio_testusers_credentials_recall(ngx_http_request_t *r)
+{
+    if (ngx_http_studio_testusers_lent_ctx
+        && ngx_http_studio_testusers_lent_r == r->main)
+    {
+        ngx_http_studio_testusers_credentials_withdraw(r->main,
+                                         ngx_http_studio_testusers_lent_ctx);
+    }
 }
 
 
@@ -327,6 +355,19 @@ ngx_http_studio_testusers_credentials_withdraw(ngx_http_request_t *r,
 
     if (h == NULL) {
         return;
+    }
+
+    if (ngx_http_studio_testusers_lent_ctx == ctx) {
+        ngx_http_studio_testusers_lent_ctx = NULL;
+        ngx_http_studio_testusers_lent_r = NULL;
+    }
+
+    /* $http_authorization read while lent must not keep the value */
+
+    if (ngx_http_studio_testusers_authorization_var != NGX_ERROR) {
+        r->variables[ngx_http_studio_testusers_authorization_var].valid = 0;
+        r->variables[ngx_http_studio_testusers_authorization_var].not_found
+                                                                         = 0;
     }
 
     if (part->nelts && h == (ngx_table_elt_t *) part->elts + part->nelts - 1) {

@@ -21,6 +21,8 @@ enum {
 
 
 static ngx_int_t ngx_http_studio_testusers_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_studio_testusers_recall_handler(
+    ngx_http_request_t *r);
 static void ngx_http_studio_testusers_body_handler(ngx_http_request_t *r);
 static stu_reason_e ngx_http_studio_testusers_check(ngx_http_request_t *r,
     ngx_http_studio_testusers_ctx_t *ctx, ngx_uint_t *need_body);
@@ -255,14 +257,17 @@ ngx_http_studio_testusers_handler(ngx_http_request_t *r)
     ngx_http_studio_testusers_ctx_t       *ctx;
     ngx_http_studio_testusers_loc_conf_t  *slcf;
 
-    if (r != r->main) {
-        return NGX_DECLINED;
-    }
-
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_studio_testusers_module);
 
     if (!slcf->enable) {
         return NGX_DECLINED;
+    }
+
+    if (r != r->main) {
+        /* a mirror or SSI subrequest would reach Twilio unjudged */
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "studio_testusers: subrequest refused");
+        return NGX_HTTP_FORBIDDEN;
     }
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_studio_testusers_module);
@@ -593,6 +598,21 @@ ngx_http_studio_testusers_content_handler(ngx_http_request_t *r)
 }
 
 
+/*
+ * First in the rewrite phases: a request that an error page redirected
+ * while proxy_pass held the credential gets it taken back before anything
+ * in its new location (auth_request, mirror, return) can see it.
+ */
+
+static ngx_int_t
+ngx_http_studio_testusers_recall_handler(ngx_http_request_t *r)
+{
+    ngx_http_studio_testusers_credentials_recall(r);
+
+    return NGX_DECLINED;
+}
+
+
 static void
 ngx_http_studio_testusers_cleanup(void *data)
 {
@@ -899,6 +919,28 @@ ngx_http_studio_testusers_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_studio_testusers_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_SERVER_REWRITE_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_studio_testusers_recall_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_REWRITE_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_studio_testusers_recall_handler;
+
+    ngx_str_set(&name, "http_authorization");
+
+    ngx_http_studio_testusers_authorization_var =
+                                        ngx_http_get_variable_index(cf, &name);
+    if (ngx_http_studio_testusers_authorization_var == NGX_ERROR) {
+        return NGX_ERROR;
+    }
 
     return ngx_http_studio_testusers_body_init(cf);
 }

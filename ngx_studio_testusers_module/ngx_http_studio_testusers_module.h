@@ -158,6 +158,9 @@ ngx_int_t ngx_http_studio_testusers_credentials_inject(ngx_http_request_t *r,
     ngx_http_studio_testusers_ctx_t *ctx);
 void ngx_http_studio_testusers_credentials_withdraw(ngx_http_request_t *r,
     ngx_http_studio_testusers_ctx_t *ctx);
+void ngx_http_studio_testusers_credentials_recall(ngx_http_request_t *r);
+
+extern ngx_int_t  ngx_http_studio_testusers_authorization_var;
 
 ngx_int_t ngx_http_studio_testusers_chain_read(ngx_http_request_t *r,
     ngx_chain_t *in, u_char **scratch,
