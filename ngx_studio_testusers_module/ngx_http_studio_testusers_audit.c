@@ -47,6 +47,8 @@ static void ngx_http_studio_testusers_capture(void *data, u_char *p,
     size_t len);
 static void ngx_http_studio_testusers_learn(ngx_http_request_t *r,
     ngx_http_studio_testusers_ctx_t *ctx);
+static ngx_int_t ngx_http_studio_testusers_error_filter(ngx_http_request_t *r,
+    ngx_http_studio_testusers_ctx_t *ctx, ngx_chain_t *in);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -788,6 +790,61 @@ ngx_http_studio_testusers_audit_write(ngx_http_request_t *r,
 
 /* --- learning the last list Twilio returned, from its responses --- */
 
+/* replaces nginx's HTML error page with the JSON one, sent once */
+
+static ngx_int_t
+ngx_http_studio_testusers_error_filter(ngx_http_request_t *r,
+    ngx_http_studio_testusers_ctx_t *ctx, ngx_chain_t *in)
+{
+    ngx_buf_t    *b;
+    ngx_uint_t    status;
+    ngx_chain_t   out;
+    const char   *message;
+
+    if (ctx->error_sent || in == NULL) {
+        return NGX_OK;
+    }
+
+    ctx->error_sent = 1;
+
+    if (ctx->lock) {
+        ngx_http_studio_testusers_unlock_now(ctx->lock);
+        ctx->lock = NULL;
+    }
+
+    status = r->headers_out.status;
+
+    switch (status) {
+
+    case NGX_HTTP_BAD_GATEWAY:
+        message = "Twilio could not be reached or gave no valid answer";
+        break;
+
+    case NGX_HTTP_GATEWAY_TIME_OUT:
+        message = "Twilio did not answer in time";
+        break;
+
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+        message = "Service unavailable";
+        break;
+
+    default:
+        message = "Internal error in the gateway";
+    }
+
+    b = ngx_http_studio_testusers_error_body(r, status, 20000 + status,
+                                            message, 0);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_next_body_filter(r, &out);
+}
+
+
 static ngx_int_t
 ngx_http_studio_testusers_header_filter(ngx_http_request_t *r)
 {
@@ -798,6 +855,34 @@ ngx_http_studio_testusers_header_filter(ngx_http_request_t *r)
     ngx_http_studio_testusers_credentials_recall(r);
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_studio_testusers_module);
+
+    if (ctx && r == r->main && ctx->result == NGX_HTTP_STU_FORWARDED
+        && r->headers_out.status >= NGX_HTTP_INTERNAL_SERVER_ERROR
+        && (r->upstream == NULL || r->upstream->headers_in.status_n == 0))
+    {
+        /*
+         * nginx's own error page for a forwarded request (Twilio refused
+         * the connection, timed out, answered garbage): the helper
+         * libraries show code and message only from Twilio's shape
+         */
+
+        ctx->error_json = 1;
+        ctx->capture = 0;
+
+        r->headers_out.content_length_n = -1;
+
+        if (r->headers_out.content_length) {
+            r->headers_out.content_length->hash = 0;
+            r->headers_out.content_length = NULL;
+        }
+
+        ngx_str_set(&r->headers_out.content_type, "application/json");
+        r->headers_out.content_type_len = r->headers_out.content_type.len;
+        r->headers_out.content_type_lowcase = NULL;
+        ngx_http_clear_accept_ranges(r);
+        ngx_http_clear_last_modified(r);
+        ngx_http_clear_etag(r);
+    }
 
     if (ctx && ctx->capture && r == r->main) {
 
@@ -886,6 +971,10 @@ ngx_http_studio_testusers_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     if (ctx == NULL || r != r->main) {
         return ngx_http_next_body_filter(r, in);
+    }
+
+    if (ctx->error_json) {
+        return ngx_http_studio_testusers_error_filter(r, ctx, in);
     }
 
     if (ctx->lock) {

@@ -29,6 +29,17 @@ static const char *ngx_http_studio_testusers_credentials_parse(u_char *p,
  * internal redirect zeroed the request's module contexts.
  */
 
+static ngx_str_t  ngx_http_studio_testusers_needed_headers[] = {
+    ngx_string("accept"),
+    ngx_string("accept-charset"),
+    ngx_string("content-type"),
+    ngx_string("content-length"),
+    ngx_string("user-agent"),
+    ngx_string("x-request-id"),
+    ngx_null_string
+};
+
+
 static ngx_http_request_t               *ngx_http_studio_testusers_lent_r;
 static ngx_http_studio_testusers_ctx_t  *ngx_http_studio_testusers_lent_ctx;
 ngx_int_t  ngx_http_studio_testusers_authorization_var = NGX_ERROR;
@@ -232,8 +243,85 @@ ngx_http_studio_testusers_credentials_parse(u_char *p, size_t len,
 }
 
 
+/* studio_testusers_pass_header name: forward one more client header */
+
+char *
+ngx_http_studio_testusers_pass_header(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_studio_testusers_loc_conf_t *slcf = conf;
+
+    ngx_str_t  *value, *name;
+
+    value = cf->args->elts;
+
+    if (value[1].len == sizeof("authorization") - 1
+        && ngx_strncasecmp(value[1].data, (u_char *) "authorization",
+                           value[1].len) == 0)
+    {
+        return "cannot pass the client's Authorization: the service "
+               "credential replaces it";
+    }
+
+    if (slcf->pass_headers == NGX_CONF_UNSET_PTR) {
+        slcf->pass_headers = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
+        if (slcf->pass_headers == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    name = ngx_array_push(slcf->pass_headers);
+    if (name == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    name->len = value[1].len;
+    name->data = ngx_pnalloc(cf->pool, name->len);
+    if (name->data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_strlow(name->data, value[1].data, name->len);
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_studio_testusers_needed(ngx_http_studio_testusers_ctx_t *ctx,
+    ngx_table_elt_t *h)
+{
+    ngx_str_t   *n;
+    ngx_uint_t   i;
+
+    for (n = ngx_http_studio_testusers_needed_headers; n->len; n++) {
+        if (n->len == h->key.len
+            && ngx_strncmp(n->data, h->lowcase_key, n->len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    if (ctx->conf->pass_headers) {
+        n = ctx->conf->pass_headers->elts;
+
+        for (i = 0; i < ctx->conf->pass_headers->nelts; i++) {
+            if (n[i].len == h->key.len
+                && ngx_strncmp(n[i].data, h->lowcase_key, n[i].len) == 0)
+            {
+                return 1;
+            }
+        }
+    }
+
+    return 0;
+}
+
+
 /*
- * Rebuilds the header list without the client's Authorization headers.
+ * Rebuilds the header list with only what a Twilio client needs: no
+ * Cookie, no Proxy-Authorization, no client X-Forwarded-*, never the
+ * client's Authorization.
  * Elements are copied, not moved: r->headers_in.host and the like keep
  * pointing at the old, still valid, elements.  One spare slot is left so
  * lending the credential later allocates nothing.
@@ -268,19 +356,13 @@ ngx_http_studio_testusers_credentials_stage(ngx_http_request_t *r,
 
         for (i = 0; i < part->nelts; i++) {
 
-            if (h[i].key.len == sizeof("Authorization") - 1
-                && ngx_strncmp(h[i].lowcase_key, "authorization",
-                               sizeof("authorization") - 1) == 0)
-            {
-                continue;
-            }
-
             /* the audit reads Twilio's answer: ask for it uncompressed */
 
-            if (ctx->capture
-                && h[i].key.len == sizeof("Accept-Encoding") - 1
-                && ngx_strncmp(h[i].lowcase_key, "accept-encoding",
-                               sizeof("accept-encoding") - 1) == 0)
+            if (!ngx_http_studio_testusers_needed(ctx, &h[i])
+                || (ctx->capture
+                    && h[i].key.len == sizeof("Accept-Encoding") - 1
+                    && ngx_strncmp(h[i].lowcase_key, "accept-encoding",
+                                   sizeof("accept-encoding") - 1) == 0))
             {
                 continue;
             }

@@ -152,6 +152,13 @@ static ngx_command_t  ngx_http_studio_testusers_commands[] = {
       0,
       NULL },
 
+    { ngx_string("studio_testusers_pass_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_studio_testusers_pass_header,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("studio_testusers_policy"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_BLOCK|NGX_CONF_TAKE1,
       ngx_http_studio_testusers_policy_block,
@@ -742,6 +749,7 @@ ngx_http_studio_testusers_create_loc_conf(ngx_conf_t *cf)
     conf->audit_required = NGX_CONF_UNSET;
     conf->team = NGX_CONF_UNSET_PTR;
     conf->mode = NGX_CONF_UNSET_UINT;
+    conf->pass_headers = NGX_CONF_UNSET_PTR;
 
     ngx_http_studio_testusers_rules_init(&conf->rules);
 
@@ -765,6 +773,7 @@ ngx_http_studio_testusers_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_value(conf->audit_required, prev->audit_required, 0);
     ngx_conf_merge_ptr_value(conf->team, prev->team, NULL);
     ngx_conf_merge_uint_value(conf->mode, prev->mode, NGX_HTTP_STU_ENFORCE);
+    ngx_conf_merge_ptr_value(conf->pass_headers, prev->pass_headers, NULL);
 
     ngx_http_studio_testusers_rules_merge(&conf->rules, &prev->rules);
 

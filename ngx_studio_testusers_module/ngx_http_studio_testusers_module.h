@@ -70,6 +70,8 @@ typedef struct {
     ngx_http_complex_value_t          *team;
     ngx_uint_t                         mode;
 
+    ngx_array_t                       *pass_headers;  /* lower-case names */
+
     ngx_http_studio_testusers_audit_log_t    *audit;       /* NULL: off */
     ngx_http_complex_value_t          *actor;
     ngx_http_studio_testusers_hmac_key_t     *hmac_key;
@@ -119,6 +121,8 @@ typedef struct {
     unsigned                           capture_failed:1;
     unsigned                           audited:1;
     unsigned                           json:1;
+    unsigned                           error_json:1;
+    unsigned                           error_sent:1;
 
     /* policy: the team, its policy, what report mode would have done */
     ngx_str_t                          team;
@@ -149,6 +153,8 @@ stu_reason_e ngx_http_studio_testusers_body_done(ngx_http_request_t *r,
     ngx_http_studio_testusers_ctx_t *ctx);
 ngx_int_t ngx_http_studio_testusers_body_init(ngx_conf_t *cf);
 
+char *ngx_http_studio_testusers_pass_header(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 char *ngx_http_studio_testusers_credentials_load(ngx_conf_t *cf,
     ngx_str_t *file, ngx_http_studio_testusers_credentials_t *cred);
 ngx_int_t ngx_http_studio_testusers_credentials_stage(ngx_http_request_t *r,
@@ -220,6 +226,9 @@ void ngx_http_studio_testusers_count_audit(ngx_shm_zone_t *zone,
 
 ngx_int_t ngx_http_studio_testusers_send_error(ngx_http_request_t *r,
     stu_reason_e reason, size_t position);
+ngx_buf_t *ngx_http_studio_testusers_error_body(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_uint_t code, const char *message,
+    size_t position);
 
 
 #endif /* _NGX_HTTP_STUDIO_TESTUSERS_MODULE_H_INCLUDED_ */

@@ -14,11 +14,47 @@
 #define NGX_HTTP_STU_ERROR_MAX  512
 
 
+/* {"code", "message", "more_info", "status"}, from constant text only */
+
+ngx_buf_t *
+ngx_http_studio_testusers_error_body(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_uint_t code, const char *message, size_t position)
+{
+    u_char     *p, *mark;
+    ngx_buf_t  *b;
+
+    b = ngx_create_temp_buf(r->pool, NGX_HTTP_STU_ERROR_MAX);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    p = ngx_sprintf(b->last, "{\"code\": %ui, \"message\": \"", code);
+
+    mark = (u_char *) ngx_strstr(message, "%u");
+
+    if (mark) {
+        p = ngx_cpymem(p, message, mark - (u_char *) message);
+        p = ngx_sprintf(p, "%uz%s", position, mark + 2);
+
+    } else {
+        p = ngx_sprintf(p, "%s", message);
+    }
+
+    b->last = ngx_sprintf(p, "\", \"more_info\": "
+                          "\"https://www.twilio.com/docs/errors/%ui\", "
+                          "\"status\": %ui}", code, status);
+
+    b->last_buf = (r == r->main);
+    b->last_in_chain = 1;
+
+    return b;
+}
+
+
 ngx_int_t
 ngx_http_studio_testusers_send_error(ngx_http_request_t *r,
     stu_reason_e reason, size_t position)
 {
-    u_char                *p, *mark;
     ngx_int_t              rc;
     ngx_buf_t             *b;
     ngx_chain_t            out;
@@ -33,31 +69,11 @@ ngx_http_studio_testusers_send_error(ngx_http_request_t *r,
         return rc;
     }
 
-    b = ngx_create_temp_buf(r->pool, NGX_HTTP_STU_ERROR_MAX);
+    b = ngx_http_studio_testusers_error_body(r, sr->status, sr->code,
+                                            sr->message, position);
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    p = ngx_sprintf(b->last, "{\"code\": %ui, \"message\": \"",
-                    (ngx_uint_t) sr->code);
-
-    mark = (u_char *) ngx_strstr(sr->message, "%u");
-
-    if (mark) {
-        p = ngx_cpymem(p, sr->message, mark - (u_char *) sr->message);
-        p = ngx_sprintf(p, "%uz%s", position, mark + 2);
-
-    } else {
-        p = ngx_sprintf(p, "%s", sr->message);
-    }
-
-    b->last = ngx_sprintf(p, "\", \"more_info\": "
-                          "\"https://www.twilio.com/docs/errors/%ui\", "
-                          "\"status\": %ui}",
-                          (ngx_uint_t) sr->code, (ngx_uint_t) sr->status);
-
-    b->last_buf = (r == r->main);
-    b->last_in_chain = 1;
 
     r->headers_out.status = sr->status;
     r->headers_out.content_length_n = b->last - b->pos;

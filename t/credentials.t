@@ -35,6 +35,7 @@ $t->start_nginx(<<"CONF");
         }
         location /headers/v2/ {
             studio_testusers on;
+            studio_testusers_pass_header X-Filler-7;
             rewrite ^/headers(/.*)\$ \$1 break;
             proxy_set_header Host studio.twilio.com;
             proxy_set_header X-Request-Id \$request_id;
@@ -171,14 +172,37 @@ for my $pos (0, 19, 20, 30) {
     my $r = $t->post_form('TestUsers=a', headers => \@h);
     is($r->{status}, 200, "36+ headers, client Authorization at $pos: 200");
     my $rec = one_service_auth("36+ headers, client Authorization at $pos");
-    is(scalar(grep { $_->[0] =~ /^X-Filler-/ } @{ $rec->{headers} }), 35,
-       "36+ headers, at $pos: every other header forwarded");
+    is(scalar(grep { $_->[0] =~ /^X-Filler-/ } @{ $rec->{headers} }), 0,
+       "36+ headers, at $pos: headers a Twilio client does not need are dropped");
+    is_deeply([ StudioTest::header_values($rec, 'X-Filler-7') ], [],
+       "36+ headers, at $pos: X-Filler-7 dropped");
+}
+
+# only what a Twilio client needs goes upstream
+{
+    my @h = ('Accept: application/json', 'Accept-Charset: utf-8',
+             'User-Agent: twilio-node/6.3.1', 'X-Request-Id: abc',
+             'Cookie: session=1', 'Proxy-Authorization: Basic eDp5',
+             'X-Forwarded-For: 10.0.0.1', 'X-Forwarded-Host: evil',
+             'X-HTTP-Method-Override: DELETE', 'Content-Encoding: gzip',
+             'Accept-Encoding: gzip', 'Forwarded: for=1.2.3.4');
+    my $r = $t->post_form('TestUsers=a', headers => \@h);
+    is($r->{status}, 200, 'header allowlist: forwarded');
+    my $rec = one_service_auth('header allowlist');
+    my %got = map { lc $_->[0] => 1 } @{ $rec->{headers} };
+    for my $n (qw(accept accept-charset user-agent x-request-id content-type content-length)) {
+        ok($got{$n}, "header allowlist: $n forwarded");
+    }
+    for my $n (qw(cookie proxy-authorization x-forwarded-for x-forwarded-host
+                  x-http-method-override content-encoding accept-encoding forwarded)) {
+        ok(!$got{$n}, "header allowlist: $n dropped");
+    }
 }
 
 # proxy_set_header lines in the location: dedupe still works
 {
     my $r = $t->post_form('TestUsers=a', path => '/headers' . PATH,
-        headers => [ 'Authorization: Bearer client', 'Accept: */*' ]);
+        headers => [ 'Authorization: Bearer client', 'Accept: */*', 'X-Filler-7: kept' ]);
     is($r->{status}, 200, 'proxy_set_header location: 200');
     my $rec = one_service_auth('proxy_set_header location');
     is_deeply([ StudioTest::header_values($rec, 'Host') ], [ 'studio.twilio.com' ],
@@ -186,6 +210,8 @@ for my $pos (0, 19, 20, 30) {
     is_deeply([ StudioTest::header_values($rec, 'Accept') ], [ 'application/json' ],
               'proxy_set_header Accept replaced the client one');
     is($rec->{target}, PATH, 'rewritten target forwarded');
+    is_deeply([ StudioTest::header_values($rec, 'X-Filler-7') ], [ 'kept' ],
+              'studio_testusers_pass_header forwards a header by name');
 }
 
 # outside the module's location: the client's own header, never the service's

@@ -38,8 +38,9 @@ for my $file (glob("$root/docs/*.md")) {
     my $text = <$fh>;
     my $n = 0;
     while ($text =~ /^```nginx\n(.*?)^```/msg) {
+        my $block = $1;
         $n++;
-        push @configs, [ "$file block $n" =~ s{^\Q$root\E/}{}r, $1 ];
+        push @configs, [ "$file block $n" =~ s{^\Q$root\E/}{}r, $block ];
     }
 }
 
@@ -53,6 +54,7 @@ ok(@configs >= 3, 'found configurations to check: ' . scalar @configs);
 
 for my $c (@configs) {
     my ($name, $conf) = @$c;
+    ok(defined $conf && $conf =~ /\S/, "$name is not empty") or next;
     $conf = localize($conf);
 
     my ($rc, $out);

@@ -26,6 +26,7 @@ $t->write_file('htpasswd', join '', map { "$_:{PLAIN}pw\n" } qw(alpha beta gamma
 
 my $loc = <<'LOC';
             studio_testusers on;
+            studio_testusers_pass_header X-Standin-Delay;
             studio_testusers_audit_log %%DIR%%/logs/audit.log;
             proxy_pass http://%%UPSTREAM%%;
             proxy_read_timeout 2s;
