@@ -857,6 +857,26 @@ ngx_http_studio_testusers_header_filter(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_studio_testusers_module);
 
     if (ctx && r == r->main && ctx->result == NGX_HTTP_STU_FORWARDED
+        && r->upstream && r->http_version == NGX_HTTP_VERSION_9
+        && ctx->http_version != NGX_HTTP_VERSION_9)
+    {
+        /*
+         * proxy passes an answer without a valid status line on as an
+         * HTTP/0.9 body; Twilio never sends one: it is a bad gateway
+         */
+
+        r->http_version = ctx->http_version;
+        r->headers_out.status = NGX_HTTP_BAD_GATEWAY;
+        r->headers_out.status_line.len = 0;
+
+        if (r->upstream->state) {
+            r->upstream->state->status = NGX_HTTP_BAD_GATEWAY;
+        }
+
+        r->upstream->headers_in.status_n = 0;
+    }
+
+    if (ctx && r == r->main && ctx->result == NGX_HTTP_STU_FORWARDED
         && r->headers_out.status >= NGX_HTTP_INTERNAL_SERVER_ERROR
         && (r->upstream == NULL || r->upstream->headers_in.status_n == 0))
     {
@@ -875,6 +895,8 @@ ngx_http_studio_testusers_header_filter(ngx_http_request_t *r)
             r->headers_out.content_length->hash = 0;
             r->headers_out.content_length = NULL;
         }
+
+        r->headers_out.status_line.len = 0;
 
         ngx_str_set(&r->headers_out.content_type, "application/json");
         r->headers_out.content_type_len = r->headers_out.content_type.len;

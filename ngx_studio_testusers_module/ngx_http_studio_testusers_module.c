@@ -518,6 +518,7 @@ ngx_http_studio_testusers_accept(ngx_http_request_t *r,
     }
 
     ctx->result = NGX_HTTP_STU_FORWARDED;
+    ctx->http_version = r->http_version;
 
     if (r->content_handler == NULL) {
         /* nothing will be forwarded, so no credential is lent either */

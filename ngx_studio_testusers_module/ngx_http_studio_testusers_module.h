@@ -129,6 +129,7 @@ typedef struct {
     ngx_http_studio_testusers_policy_t       *policy;
     stu_reason_e                       would_reject;
     size_t                             would_position;
+    ngx_uint_t                         http_version;  /* the client's */
     ngx_uint_t                         seen;          /* identities */
     ngx_http_studio_testusers_seen_t  *seen_table;
     ngx_uint_t                         seen_size;
