@@ -12,6 +12,7 @@ SRC_DIR      := ngx_studio_testusers_module
 SOURCES      := $(wildcard $(SRC_DIR)/*.c $(SRC_DIR)/*.h) config
 PURE         := $(SRC_DIR)/ngx_http_studio_testusers_form.c \
                 $(SRC_DIR)/ngx_http_studio_testusers_validate.c
+JSON         := $(SRC_DIR)/ngx_http_studio_testusers_json.c
 CFLAGS_UNIT  := -std=c99 -O2 -g -Wall -Wextra -Werror -I$(SRC_DIR)
 FUZZ_SECONDS ?= 60
 PROVE_JOBS   ?= 2
@@ -55,21 +56,32 @@ test: deps
 	$(MAKE) fuzz-smoke
 	prove -j$(PROVE_JOBS) -I t/lib t/
 
+FUZZ_CC      := clang -g -O1 -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=all -I$(SRC_DIR)
+
 $(BUILD)/fuzz/form_fuzz: t/fuzz/form_fuzz.c $(PURE) $(wildcard $(SRC_DIR)/*.h)
 	mkdir -p $(BUILD)/fuzz
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	    -I$(SRC_DIR) -o $@ $< $(PURE)
+	$(FUZZ_CC) -o $@ $< $(PURE)
 
-fuzz: deps $(BUILD)/fuzz/form_fuzz
-	mkdir -p $(BUILD)/fuzz/corpus
+$(BUILD)/fuzz/json_fuzz: t/fuzz/json_fuzz.c $(PURE) $(JSON) $(wildcard $(SRC_DIR)/*.h)
+	mkdir -p $(BUILD)/fuzz
+	$(FUZZ_CC) -o $@ $< $(PURE) $(JSON) -ljansson
+
+# FUZZ_SECONDS for each target, in turn
+fuzz: deps $(BUILD)/fuzz/form_fuzz $(BUILD)/fuzz/json_fuzz
+	mkdir -p $(BUILD)/fuzz/corpus $(BUILD)/fuzz/json
 	$(BUILD)/fuzz/form_fuzz -max_total_time=$(FUZZ_SECONDS) \
 	    -dict=t/fuzz/form.dict $(BUILD)/fuzz/corpus t/fuzz/corpus
+	$(BUILD)/fuzz/json_fuzz -max_total_time=$(FUZZ_SECONDS) \
+	    $(BUILD)/fuzz/json t/fuzz/json-corpus
 
-# a short run in every `make test`, so the target and its seeds never rot
-fuzz-smoke: $(BUILD)/fuzz/form_fuzz
-	mkdir -p $(BUILD)/fuzz/smoke
+# a short run in every `make test`, so the targets and seeds never rot
+fuzz-smoke: $(BUILD)/fuzz/form_fuzz $(BUILD)/fuzz/json_fuzz
+	mkdir -p $(BUILD)/fuzz/smoke $(BUILD)/fuzz/json-smoke
 	$(BUILD)/fuzz/form_fuzz -runs=20000 -dict=t/fuzz/form.dict \
 	    $(BUILD)/fuzz/smoke t/fuzz/corpus
+	$(BUILD)/fuzz/json_fuzz -runs=20000 $(BUILD)/fuzz/json-smoke \
+	    t/fuzz/json-corpus
 
 run: deps build
 	@tools/run-gateway.sh
