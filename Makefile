@@ -17,7 +17,8 @@ CFLAGS_UNIT  := -std=c99 -O2 -g -Wall -Wextra -Werror -I$(SRC_DIR)
 FUZZ_SECONDS ?= 60
 PROVE_JOBS   ?= 2
 
-.PHONY: all build deps test unit prove run fuzz fuzz-smoke clean bench soak deb
+.PHONY: all build deps test unit prove run fuzz fuzz-smoke clean bench soak deb \
+        test-asan test-valgrind
 
 all: build
 
@@ -40,6 +41,36 @@ $(MODULE): $(BUILD)/nginx-src/.configured $(SOURCES)
 	$(MAKE) -s -f $(BUILD)/ngx/Makefile -C $(BUILD)/nginx-src modules
 	mkdir -p objs
 	cp $(BUILD)/ngx/ngx_http_studio_testusers_module.so $@
+
+# the module with AddressSanitizer and UBSan, for Debian's own nginx with the
+# sanitizer runtime preloaded (STUDIO_PRELOAD in t/lib/StudioTest.pm)
+SAN_FLAGS    := -fsanitize=address,undefined -fno-omit-frame-pointer \
+                -fno-sanitize-recover=undefined
+ASAN_MODULE  := $(BUILD)/asan/ngx_http_studio_testusers_module.so
+
+$(BUILD)/asan/.configured: $(BUILD)/nginx-src/.configured config
+	rm -rf $(BUILD)/asan
+	cd $(BUILD)/nginx-src && . ./conf_flags \
+	    && ./configure "$${NGX_CONF_FLAGS[@]}" \
+	       --with-cc-opt="$(SAN_FLAGS)" --with-ld-opt="$(SAN_FLAGS)" \
+	       --add-dynamic-module=$(CURDIR) --builddir=$(BUILD)/asan \
+	       > $(BUILD)/configure-asan.log \
+	    || { tail -30 $(BUILD)/configure-asan.log; exit 1; }
+	touch $@
+
+$(ASAN_MODULE): $(BUILD)/asan/.configured $(SOURCES)
+	$(MAKE) -s -f $(BUILD)/asan/Makefile -C $(BUILD)/nginx-src modules
+
+test-asan: deps
+	$(MAKE) build unit $(ASAN_MODULE)
+	STUDIO_MODULE=$(ASAN_MODULE) \
+	STUDIO_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	    prove -j$(PROVE_JOBS) -I t/lib t/
+
+# memcheck, master_process off: parts needing a master are skipped
+test-valgrind: deps
+	$(MAKE) build unit
+	STUDIO_VALGRIND=1 prove -I t/lib t/
 
 $(BUILD)/unit/%: t/unit/%.c $(PURE) $(wildcard $(SRC_DIR)/*.h)
 	mkdir -p $(BUILD)/unit

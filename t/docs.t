@@ -66,7 +66,8 @@ for my $c (@configs) {
                            qw(client_body proxy fastcgi uwsgi scgi);
         $conf =~ s/^http \{/http {$temp/m;
         my $path = $t->write_file('doc.conf', $conf);
-        $out = `/usr/sbin/nginx -t -p $d/ -c $path -e $d/logs/t.log 2>&1`;
+        my $bin = StudioTest::nginx_bin();
+        $out = `$bin -t -p $d/ -c $path -e $d/logs/t.log 2>&1`;
         $rc = $? >> 8;
 
     } else {

@@ -49,7 +49,8 @@ sub form_body {
 sub new {
     my ($class, %opts) = @_;
 
-    my $module = "$ROOT/objs/ngx_http_studio_testusers_module.so";
+    my $module = $ENV{STUDIO_MODULE}
+                 // "$ROOT/objs/ngx_http_studio_testusers_module.so";
     plan(skip_all => "$module is missing: run 'make build'") unless -f $module;
     plan(skip_all => '/usr/sbin/nginx is missing') unless -x '/usr/sbin/nginx';
 
@@ -71,6 +72,17 @@ sub new {
 }
 
 sub dir { $_[0]{dir} }
+
+sub has_master { !$ENV{STUDIO_VALGRIND} }
+
+# the nginx command line, with the sanitizer runtime when asked
+sub nginx_bin {
+    my @env;
+    push @env, "'LD_PRELOAD=$ENV{STUDIO_PRELOAD}'" if $ENV{STUDIO_PRELOAD};
+    push @env, 'ASAN_OPTIONS=detect_leaks=0:abort_on_error=1'
+        if $ENV{STUDIO_PRELOAD};
+    return @env ? "env @env /usr/sbin/nginx" : '/usr/sbin/nginx';
+}
 
 sub write_file {
     my ($self, $name, $content, $mode) = @_;
@@ -179,8 +191,8 @@ sub config {
     return <<"CONF";
 load_module $self->{module};
 ${\ ($self->{main_conf} // '')}
-daemon on;
-master_process on;
+${\ ($ENV{STUDIO_VALGRIND} ? "daemon off;\nmaster_process off;"
+                           : "daemon on;\nmaster_process on;")}
 worker_processes ${\ ($self->{workers} // 1)};
 pid $d/nginx.pid;
 error_log $d/logs/error.log ${\ ($self->{log_level} // 'info')};
@@ -205,7 +217,8 @@ CONF
 sub nginx_t {
     my ($self, $http) = @_;
     my $conf = $self->write_file('test.conf', $self->config($http));
-    my $out = `/usr/sbin/nginx -t -p $self->{dir}/ -c $conf -e $self->{dir}/logs/t.log 2>&1`;
+    my $bin = nginx_bin();
+    my $out = `$bin -t -p $self->{dir}/ -c $conf -e $self->{dir}/logs/t.log 2>&1`;
     return ($? >> 8, $out);
 }
 
@@ -215,7 +228,28 @@ sub start_nginx {
 
     $self->write_file('nginx.conf', $self->config($http));
 
-    my $out = `/usr/sbin/nginx -p $d/ -c $d/nginx.conf -e $d/logs/error.log 2>&1`;
+    if ($ENV{STUDIO_VALGRIND}) {
+        my $pid = fork // die "fork: $!";
+        if ($pid == 0) {
+            open STDOUT, '>>', "$d/logs/valgrind.out";
+            open STDERR, '>&', \*STDOUT;
+            exec 'valgrind', '--tool=memcheck', '--leak-check=no',
+                '--num-callers=30', "--log-file=$d/logs/valgrind.%p.log",
+                '/usr/sbin/nginx', '-p', "$d/", '-c', "$d/nginx.conf",
+                '-e', "$d/logs/error.log";
+            die "exec valgrind: $!";
+        }
+        $self->{valgrind_pid} = $pid;
+        $self->{nginx} = 1;
+        for (1 .. 600) {
+            last if IO::Socket::INET->new(PeerAddr => '127.0.0.1:' . $self->port);
+            sleep 0.05;
+        }
+        return $self;
+    }
+
+    my $bin = nginx_bin();
+    my $out = `$bin -p $d/ -c $d/nginx.conf -e $d/logs/error.log 2>&1`;
     die "nginx did not start: $out" if $?;
 
     for (1 .. 100) {
@@ -245,13 +279,25 @@ sub reload {
     my ($self, $http) = @_;
     $self->write_file('nginx.conf', $self->config($http)) if defined $http;
     my $d = $self->{dir};
-    my $out = `/usr/sbin/nginx -p $d/ -c $d/nginx.conf -e $d/logs/error.log -s reload 2>&1`;
+    my $bin = nginx_bin();
+    my $out = `$bin -p $d/ -c $d/nginx.conf -e $d/logs/error.log -s reload 2>&1`;
     die "reload: $out" if $?;
 }
 
 sub stop_nginx {
     my ($self) = @_;
     return unless $self->{nginx};
+
+    if (my $vpid = delete $self->{valgrind_pid}) {
+        $self->{nginx} = 0;
+        kill 'QUIT', $vpid;
+        for (1 .. 400) {
+            last if waitpid($vpid, POSIX::WNOHANG()) > 0;
+            sleep 0.05;
+        }
+        kill 'KILL', $vpid if kill 0, $vpid;
+        return;
+    }
 
     my $pid = $self->nginx_pid;
     $self->{nginx} = 0;
@@ -291,6 +337,21 @@ sub done {
               split /\n/, $self->error_log;
 
     is(join("\n", @bad), '', 'no alerts or leaked sockets in error log');
+
+    if ($ENV{STUDIO_VALGRIND}) {
+        # memcheck errors whose stack passes through the module
+        my @errors;
+        for my $log (glob "$self->{dir}/logs/valgrind.*.log") {
+            my $text = $self->read_file($log);
+            for my $block (split /\n==\d+== \n/, $text) {
+                push @errors, $block
+                    if $block =~ /studio_testusers|stu_/
+                       && $block =~ /Invalid|uninitialised|Mismatched|overlap|free/;
+            }
+        }
+        is(join("\n\n", @errors), '', 'no memcheck errors in the module');
+    }
+
     done_testing();
 }
 
