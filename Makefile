@@ -40,7 +40,9 @@ $(BUILD)/nginx-src/.configured: config
 $(MODULE): $(BUILD)/nginx-src/.configured $(SOURCES)
 	$(MAKE) -s -f $(BUILD)/ngx/Makefile -C $(BUILD)/nginx-src modules
 	mkdir -p objs
-	cp $(BUILD)/ngx/ngx_http_studio_testusers_module.so $@
+	@# a new inode: running nginx processes keep the file they mapped
+	cp $(BUILD)/ngx/ngx_http_studio_testusers_module.so $@.tmp
+	mv -f $@.tmp $@
 
 # the module with AddressSanitizer and UBSan, for Debian's own nginx with the
 # sanitizer runtime preloaded (STUDIO_PRELOAD in t/lib/StudioTest.pm)

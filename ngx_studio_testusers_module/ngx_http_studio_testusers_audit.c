@@ -360,13 +360,17 @@ ngx_http_studio_testusers_audit_handler(ngx_http_request_t *r)
 
     ctx = ngx_http_studio_testusers_get_ctx(r);
 
-    if (ctx == NULL || ctx->conf == NULL || ctx->conf->audit == NULL
-        || ctx->audited)
-    {
+    if (ctx == NULL || ctx->conf == NULL || ctx->audited) {
         return NGX_OK;
     }
 
     ctx->audited = 1;
+
+    ngx_http_studio_testusers_metrics_count(r, ctx);
+
+    if (ctx->conf->audit == NULL) {
+        return NGX_OK;
+    }
 
     record = ngx_http_studio_testusers_audit_record(r, ctx, "request");
 

@@ -152,6 +152,13 @@ static ngx_command_t  ngx_http_studio_testusers_commands[] = {
       0,
       NULL },
 
+    { ngx_string("studio_testusers_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_studio_testusers_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("studio_testusers_pass_header"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_studio_testusers_pass_header,
@@ -818,7 +825,10 @@ ngx_http_studio_testusers_create_main_conf(ngx_conf_t *cf)
 
     if (ngx_array_init(&smcf->policies, cf->pool, 4,
                        sizeof(ngx_http_studio_testusers_policy_t))
-        != NGX_OK)
+        != NGX_OK
+        || ngx_array_init(&smcf->credentials, cf->pool, 2,
+                          sizeof(ngx_http_studio_testusers_credentials_t *))
+           != NGX_OK)
     {
         return NULL;
     }
@@ -869,7 +879,8 @@ ngx_http_studio_testusers_credentials(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_http_studio_testusers_loc_conf_t *slcf = conf;
 
     ngx_str_t                                *value;
-    ngx_http_studio_testusers_credentials_t  *cred;
+    ngx_http_studio_testusers_credentials_t  *cred, **credp;
+    ngx_http_studio_testusers_main_conf_t    *smcf;
 
     if (slcf->credentials != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
@@ -887,6 +898,21 @@ ngx_http_studio_testusers_credentials(ngx_conf_t *cf, ngx_command_t *cmd,
     {
         return NGX_CONF_ERROR;
     }
+
+    smcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_studio_testusers_module);
+
+    credp = ngx_array_push(&smcf->credentials);
+    if (credp == NULL
+        || ngx_http_studio_testusers_fingerprint(cf->pool, &cred->sid,
+                                                 &cred->fingerprint)
+           != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    *credp = cred;
+    cred->loaded = ngx_time();
 
     slcf->credentials = cred;
 

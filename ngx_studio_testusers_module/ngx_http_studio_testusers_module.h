@@ -25,8 +25,27 @@
 typedef struct {
     ngx_str_t                          file;
     ngx_str_t                          sid;
+    ngx_str_t                          fingerprint;
+    time_t                             loaded;
     ngx_table_elt_t                    header;  /* Authorization: Basic ... */
 } ngx_http_studio_testusers_credentials_t;
+
+
+#define NGX_HTTP_STU_BUCKETS     11
+
+
+/* in the shared zone; "requests" is [GET, POST, other][forwarded, reasons] */
+typedef struct {
+    ngx_atomic_t                       requests[3][STU_REASON_LAST + 1];
+    ngx_atomic_t                       upstream[6];
+    ngx_atomic_t                       latency[NGX_HTTP_STU_BUCKETS];
+    ngx_atomic_t                       latency_count;
+    ngx_atomic_t                       latency_sum_ms;
+    ngx_atomic_t                       audit_written;
+    ngx_atomic_t                       audit_failed;
+    ngx_atomic_t                       conflicts;
+    ngx_atomic_t                       would_reject;
+} ngx_http_studio_testusers_metrics_t;
 
 
 #define NGX_HTTP_STU_TOKEN_LEN   32      /* HMAC-SHA256 */
@@ -84,6 +103,7 @@ typedef struct {
     ngx_shm_zone_t                    *zone;
     ngx_int_t                          request_id_index;
     ngx_array_t                        policies;   /* of policy_t */
+    ngx_array_t                        credentials;  /* for the metrics */
     ngx_uint_t                         used;       /* unsigned:1 */
 } ngx_http_studio_testusers_main_conf_t;
 
@@ -222,6 +242,14 @@ void ngx_http_studio_testusers_baseline_set(ngx_shm_zone_t *zone,
 void ngx_http_studio_testusers_baseline_forget(ngx_shm_zone_t *zone,
     ngx_str_t *sid);
 u_char *ngx_http_studio_testusers_zone_salt(ngx_shm_zone_t *zone);
+ngx_http_studio_testusers_metrics_t *ngx_http_studio_testusers_zone_metrics(
+    ngx_shm_zone_t *zone);
+void ngx_http_studio_testusers_metrics_count(ngx_http_request_t *r,
+    ngx_http_studio_testusers_ctx_t *ctx);
+char *ngx_http_studio_testusers_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_studio_testusers_fingerprint(ngx_pool_t *pool,
+    ngx_str_t *sid, ngx_str_t *out);
 void ngx_http_studio_testusers_count_audit(ngx_shm_zone_t *zone,
     ngx_uint_t ok);
 

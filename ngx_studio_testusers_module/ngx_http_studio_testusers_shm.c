@@ -24,10 +24,7 @@ typedef struct {
     ngx_rbtree_t                       locks;
     ngx_rbtree_node_t                  locks_sentinel;
     u_char                             salt[32];
-    ngx_atomic_t                       audit_written;
-    ngx_atomic_t                       audit_failed;
-    ngx_atomic_t                       conflicts;
-    ngx_atomic_t                       would_reject;
+    ngx_http_studio_testusers_metrics_t      metrics;
 } ngx_http_studio_testusers_sh_t;
 
 
@@ -214,10 +211,7 @@ ngx_http_studio_testusers_init_zone(ngx_shm_zone_t *shm_zone, void *data)
                     ngx_rbtree_insert_value);
     ngx_queue_init(&zctx->sh->lru);
 
-    zctx->sh->audit_written = 0;
-    zctx->sh->audit_failed = 0;
-    zctx->sh->conflicts = 0;
-    zctx->sh->would_reject = 0;
+    ngx_memzero(&zctx->sh->metrics, sizeof(ngx_http_studio_testusers_metrics_t));
 
     if (RAND_bytes(zctx->sh->salt, sizeof(zctx->sh->salt)) != 1) {
         ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
@@ -461,8 +455,8 @@ ngx_http_studio_testusers_count_audit(ngx_shm_zone_t *zone, ngx_uint_t ok)
 
     zctx = zone->data;
 
-    (void) ngx_atomic_fetch_add(ok ? &zctx->sh->audit_written
-                                   : &zctx->sh->audit_failed, 1);
+    (void) ngx_atomic_fetch_add(ok ? &zctx->sh->metrics.audit_written
+                                   : &zctx->sh->metrics.audit_failed, 1);
 }
 
 
@@ -474,8 +468,19 @@ ngx_http_studio_testusers_count_policy(ngx_shm_zone_t *zone,
 
     zctx = zone->data;
 
-    (void) ngx_atomic_fetch_add(conflict ? &zctx->sh->conflicts
-                                         : &zctx->sh->would_reject, 1);
+    (void) ngx_atomic_fetch_add(conflict ? &zctx->sh->metrics.conflicts
+                                         : &zctx->sh->metrics.would_reject, 1);
+}
+
+
+ngx_http_studio_testusers_metrics_t *
+ngx_http_studio_testusers_zone_metrics(ngx_shm_zone_t *zone)
+{
+    ngx_http_studio_testusers_zone_ctx_t  *zctx;
+
+    zctx = zone->data;
+
+    return &zctx->sh->metrics;
 }
 
 
