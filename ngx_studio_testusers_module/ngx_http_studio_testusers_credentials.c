@@ -128,6 +128,14 @@ ngx_http_studio_testusers_credentials_load(ngx_conf_t *cf, ngx_str_t *file,
         return NGX_CONF_ERROR;
     }
 
+    if (line.data[0] == 'A') {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "studio_testusers_credentials: \"%V\" holds an "
+                           "Account SID and its Auth Token; an API key "
+                           "(SK...) for the gateway alone is safer",
+                           &cred->file);
+    }
+
     /* only the SID: the secret lives on in the encoded header alone */
 
     cred->sid.len = NGX_HTTP_STU_SID_LEN;

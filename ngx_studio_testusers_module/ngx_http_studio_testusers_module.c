@@ -719,10 +719,16 @@ ngx_http_studio_testusers_variable(ngx_http_request_t *r,
 }
 
 
+/* preconfiguration: variables, and watching directives for the lint */
+
 static ngx_int_t
 ngx_http_studio_testusers_add_variables(ngx_conf_t *cf)
 {
     ngx_http_variable_t  *var, *v;
+
+    if (ngx_http_studio_testusers_lint_wrap(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     for (v = ngx_http_studio_testusers_vars; v->name.len; v++) {
         var = ngx_http_add_variable(cf, &v->name, v->flags);
@@ -760,6 +766,7 @@ ngx_http_studio_testusers_create_loc_conf(ngx_conf_t *cf)
     conf->pass_headers = NGX_CONF_UNSET_PTR;
 
     ngx_http_studio_testusers_rules_init(&conf->rules);
+    ngx_http_studio_testusers_lint_init(&conf->lint);
 
     return conf;
 }
@@ -800,7 +807,7 @@ ngx_http_studio_testusers_merge_loc_conf(ngx_conf_t *cf, void *parent,
         return NGX_CONF_ERROR;
     }
 
-    return NGX_CONF_OK;
+    return ngx_http_studio_testusers_lint(cf, conf, prev);
 }
 
 
@@ -927,6 +934,8 @@ ngx_http_studio_testusers_init(ngx_conf_t *cf)
     ngx_http_handler_pt                    *h;
     ngx_http_core_main_conf_t              *cmcf;
     ngx_http_studio_testusers_main_conf_t  *smcf;
+
+    ngx_http_studio_testusers_lint_unwrap_all();
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
     smcf = ngx_http_conf_get_module_main_conf(cf,

@@ -81,9 +81,22 @@ typedef struct {
 } ngx_http_studio_testusers_policy_t;
 
 
+/* what the watched directives of other modules said, for nginx -t */
+typedef struct {
+    ngx_str_t                          proxy_pass;    /* this level only */
+    ngx_flag_t                         ssl_verify;
+    ngx_flag_t                         ssl_server_name;
+    ngx_flag_t                         pass_request_headers;
+    ngx_flag_t                         set_header;
+    ngx_flag_t                         set_authorization;
+    ngx_flag_t                         access;
+} ngx_http_studio_testusers_lint_t;
+
+
 typedef struct {
     ngx_flag_t                         enable;
     ngx_http_studio_testusers_credentials_t  *credentials;
+    ngx_http_studio_testusers_lint_t   lint;
 
     ngx_http_studio_testusers_policy_t       rules;
     ngx_http_complex_value_t          *team;
@@ -252,6 +265,13 @@ ngx_int_t ngx_http_studio_testusers_fingerprint(ngx_pool_t *pool,
     ngx_str_t *sid, ngx_str_t *out);
 void ngx_http_studio_testusers_count_audit(ngx_shm_zone_t *zone,
     ngx_uint_t ok);
+
+void ngx_http_studio_testusers_lint_init(ngx_http_studio_testusers_lint_t *l);
+ngx_int_t ngx_http_studio_testusers_lint_wrap(ngx_conf_t *cf);
+void ngx_http_studio_testusers_lint_unwrap_all(void);
+char *ngx_http_studio_testusers_lint(ngx_conf_t *cf,
+    ngx_http_studio_testusers_loc_conf_t *conf,
+    ngx_http_studio_testusers_loc_conf_t *prev);
 
 ngx_int_t ngx_http_studio_testusers_send_error(ngx_http_request_t *r,
     stu_reason_e reason, size_t position);

@@ -29,7 +29,9 @@ CONF
 
 my ($rc, $out) = $t->nginx_t(conf('%%CRED%%'));
 is($rc, 0, 'valid credentials pass nginx -t') or diag($out);
-unlike($out, qr/warn/, 'a 0600 file gives no warning');
+unlike($out, qr/accessible by other users/, 'a 0600 file gives no warning about its mode');
+like($out, qr/\[warn\] studio_testusers_credentials: ".*credentials" holds an Account SID and its Auth Token; an API key \(SK\.\.\.\) for the gateway alone is safer/,
+     'an Account SID credential: recommend an API key');
 
 sub fails {
     my ($content, $re, $name, $mode) = @_;
@@ -85,6 +87,7 @@ my $key = $t->write_file('cred-key', 'SK0123456789abcdef0123456789abcdef:'
                          . 'abcdefghijklmnopqrstuvwxyzABCDEF', 0600);
 ($rc, $out) = $t->nginx_t(conf($key));
 is($rc, 0, 'an API key SID is accepted') or diag($out);
+unlike($out, qr/Account SID/, 'an API key: no recommendation');
 
 my $open = $t->write_file('cred-open', SID . ':' . SECRET . "\n", 0644);
 ($rc, $out) = $t->nginx_t(conf($open));
@@ -118,6 +121,87 @@ isnt($rc, 0, 'a bad flag fails');
     }
 CONF
 is($rc, 0, 'credentials inherited from http level') or diag($out);
+
+# --- lint: what would undo the credential, or send it anywhere ----------------
+
+sub lint {
+    my ($loc, $srv) = @_;
+    return $t->nginx_t(<<"CONF");
+    studio_testusers_credentials %%CRED%%;
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        ${\ ($srv // '')}
+        location /v2/ {
+            studio_testusers on;
+            $loc
+        }
+    }
+CONF
+}
+
+($rc, $out) = lint('proxy_pass https://127.0.0.1;');
+isnt($rc, 0, 'https without verification fails');
+like($out, qr/\[emerg\] studio_testusers in location "\/v2\/": "proxy_pass https:\/\/127\.0\.0\.1" needs "proxy_ssl_verify on" and "proxy_ssl_server_name on"/,
+     'https without verification: says what is needed');
+
+($rc, $out) = lint("proxy_ssl_verify on;\nproxy_pass https://127.0.0.1;");
+isnt($rc, 0, 'verify without SNI fails');
+
+($rc, $out) = lint("allow 127.0.0.1; deny all;\nproxy_ssl_verify on;\nproxy_ssl_server_name on;\n"
+                   . "proxy_ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;\n"
+                   . "proxy_pass https://127.0.0.1;");
+is($rc, 0, 'https with verification and SNI passes') or diag($out);
+unlike($out, qr/studio_testusers in location/, 'and says nothing');
+
+($rc, $out) = $t->nginx_t(<<'CONF');
+    studio_testusers_credentials %%CRED%%;
+    proxy_ssl_verify on;
+    proxy_ssl_server_name on;
+    proxy_ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        auth_basic "x";
+        auth_basic_user_file /dev/null;
+        location /v2/ {
+            studio_testusers on;
+            proxy_pass https://127.0.0.1;
+        }
+    }
+CONF
+is($rc, 0, 'verification and access control inherited from outer levels pass') or diag($out);
+unlike($out, qr/studio_testusers in location/, 'inherited: nothing to say');
+
+($rc, $out) = lint("proxy_set_header Authorization \$http_authorization;\nproxy_pass http://127.0.0.1:1;");
+isnt($rc, 0, 'proxy_set_header Authorization fails');
+like($out, qr/"proxy_set_header Authorization" would replace the Twilio credential/, 'proxy_set_header Authorization: says why');
+
+($rc, $out) = lint("proxy_pass http://127.0.0.1:1;", "proxy_set_header authorization x;");
+isnt($rc, 0, 'an inherited proxy_set_header Authorization fails');
+
+($rc, $out) = lint("proxy_set_header Host x;\nproxy_pass http://127.0.0.1:1;", "proxy_set_header Authorization x;");
+is($rc, 0, 'a location with its own proxy_set_header lines does not inherit the server ones')
+    or diag($out);
+
+($rc, $out) = lint("proxy_pass_request_headers off;\nproxy_pass http://127.0.0.1:1;");
+isnt($rc, 0, 'proxy_pass_request_headers off fails');
+like($out, qr/"proxy_pass_request_headers off" would drop the Twilio credential/, 'request headers off: says why');
+
+($rc, $out) = lint("proxy_pass http://127.0.0.1:1;");
+is($rc, 0, 'no access control still passes');
+like($out, qr/\[warn\] studio_testusers in location "\/v2\/" has no access control/, 'no access control: warns');
+
+for my $ac ('auth_request /auth;', 'allow 127.0.0.1;', 'deny all;') {
+    ($rc, $out) = lint("$ac\nproxy_pass http://127.0.0.1:1;");
+    unlike($out, qr/has no access control/, "$ac counts as access control");
+}
+($rc, $out) = lint("auth_basic off;\nproxy_pass http://127.0.0.1:1;");
+like($out, qr/has no access control/, 'auth_basic off is no access control');
+
+($rc, $out) = lint("allow all;\nproxy_pass http://127.0.0.1:1/v2/;");
+like($out, qr/\[warn\] .*"proxy_pass http:\/\/127\.0\.0\.1:1\/v2\/" has a URI part or variables/, 'a URI part: warns');
+
+($rc, $out) = $t->nginx_t("server { listen 127.0.0.1:%%PORT%%; location / { proxy_pass https://127.0.0.1; proxy_set_header Authorization x; } }");
+is($rc, 0, 'locations without studio_testusers are not linted') or diag($out);
 
 # --- audit directives -------------------------------------------------------
 

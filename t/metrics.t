@@ -77,6 +77,8 @@ sub scrape {
     return (\%m, $r->{body});
 }
 
+# the log phase, where requests are counted, may end after the answer
+sleep 0.5;
 my ($m, $text) = scrape();
 
 sub req { 'studio_testusers_requests_total{method="' . $_[0] . '",result="'
