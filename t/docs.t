@@ -17,12 +17,19 @@ my $root = StudioTest::root();
 my $d = $t->dir;
 $t->write_file('audit.key', ('ab' x 32) . "\n", 0600);
 
+# a throwaway certificate for the examples with TLS listeners
+system("openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=docs-test -days 2 "
+       . "-keyout $d/test.key -out $d/test.crt >/dev/null 2>&1") == 0
+    or BAIL_OUT('openssl could not make a test certificate');
+
 sub localize {
     my ($conf) = @_;
     $conf =~ s{\S*modules/ngx_http_studio_testusers_module\.so}
               {$root/objs/ngx_http_studio_testusers_module.so}g;
     $conf =~ s{/etc/nginx/twilio/[\w.-]+\.credentials}{$d/credentials}g;
     $conf =~ s{/etc/nginx/twilio/audit\.key}{$d/audit.key}g;
+    $conf =~ s{/etc/nginx/twilio/(?:gateway|teams-ca)\.crt}{$d/test.crt}g;
+    $conf =~ s{/etc/nginx/twilio/gateway\.key}{$d/test.key}g;
     $conf =~ s{/var/log/nginx/}{$d/logs/}g;
     $conf =~ s{studio\.twilio\.com(?=;)}{127.0.0.1}g
         if $conf =~ /proxy_pass/;
