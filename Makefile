@@ -27,12 +27,18 @@ build: $(MODULE)
 deps:
 	@tools/install-deps.sh
 
+# hardened as Debian builds its own nginx and modules
+BUILDFLAGS   = DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --get
+HARDEN_CC    = $(shell $(BUILDFLAGS) CFLAGS) $(shell $(BUILDFLAGS) CPPFLAGS)
+HARDEN_LD    = $(shell $(BUILDFLAGS) LDFLAGS)
+
 $(BUILD)/nginx-src/.configured: config
 	rm -rf $(BUILD)/nginx-src $(BUILD)/ngx
 	mkdir -p $(BUILD)
 	cp -a $(NGX_SRC) $(BUILD)/nginx-src
 	cd $(BUILD)/nginx-src && . ./conf_flags \
 	    && ./configure "$${NGX_CONF_FLAGS[@]}" \
+	       --with-cc-opt="$(HARDEN_CC)" --with-ld-opt="$(HARDEN_LD)" \
 	       --add-dynamic-module=$(CURDIR) --builddir=$(BUILD)/ngx > $(BUILD)/configure.log \
 	    || { tail -30 $(BUILD)/configure.log; exit 1; }
 	touch $@
