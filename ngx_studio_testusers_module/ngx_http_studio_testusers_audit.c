@@ -124,12 +124,9 @@ ngx_http_studio_testusers_hmac_key(ngx_conf_t *cf, ngx_command_t *cmd,
 
     size_t                                 len, i;
     ssize_t                                n;
-    ngx_fd_t                               fd;
     ngx_str_t                             *value;
-    ngx_uint_t                             mode;
     const char                            *err;
     unsigned int                           id_len;
-    ngx_file_info_t                        fi;
     u_char                                 buf[NGX_HTTP_STU_KEY_MAX + 3];
     u_char                                 id[EVP_MAX_MD_SIZE];
     ngx_http_studio_testusers_hmac_key_t  *key;
@@ -147,65 +144,32 @@ ngx_http_studio_testusers_hmac_key(ngx_conf_t *cf, ngx_command_t *cmd,
 
     key->file = value[1];
 
-    if (ngx_conf_full_name(cf->cycle, &key->file, 1) != NGX_OK) {
+    n = ngx_http_studio_testusers_read_secret(cf,
+                                              "studio_testusers_audit_hmac_key",
+                                              &key->file, buf, sizeof(buf));
+    if (n == NGX_ERROR) {
+        ngx_explicit_memzero(buf, sizeof(buf));
         return NGX_CONF_ERROR;
     }
 
-    fd = ngx_open_file(key->file.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-
-    if (fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "studio_testusers_audit_hmac_key: "
-                           ngx_open_file_n " \"%V\" failed", &key->file);
-        return NGX_CONF_ERROR;
-    }
-
+    len = n;
     err = NULL;
-    n = -1;
 
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR || !ngx_is_file(&fi)) {
-        err = "is not a readable regular file";
-
-    } else {
-        mode = ngx_file_access(&fi);
-
-        if (mode & 077) {
-            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                               "studio_testusers_audit_hmac_key: \"%V\" is "
-                               "accessible by other users (mode 0%ui%ui%ui), "
-                               "make it 0600 or 0400", &key->file,
-                               (mode >> 6) & 7, (mode >> 3) & 7, mode & 7);
-        }
-
-        n = ngx_read_fd(fd, buf, sizeof(buf));
-
-        if (n == -1) {
-            err = "cannot be read";
+    if (len && buf[len - 1] == '\n') {
+        len--;
+        if (len && buf[len - 1] == '\r') {
+            len--;
         }
     }
 
-    (void) ngx_close_file(fd);
+    if (len < NGX_HTTP_STU_KEY_MIN || len > NGX_HTTP_STU_KEY_MAX) {
+        err = "must hold one line of 32 to 64 characters "
+              "(e.g. \"openssl rand -hex 32\")";
+    }
 
-    len = n > 0 ? (size_t) n : 0;
-
-    if (err == NULL) {
-        if (len && buf[len - 1] == '\n') {
-            len--;
-            if (len && buf[len - 1] == '\r') {
-                len--;
-            }
-        }
-
-        if (len < NGX_HTTP_STU_KEY_MIN || len > NGX_HTTP_STU_KEY_MAX) {
-            err = "must hold one line of 32 to 64 characters "
-                  "(e.g. \"openssl rand -hex 32\")";
-        }
-
-        for (i = 0; err == NULL && i < len; i++) {
-            if (buf[i] <= ' ' || buf[i] >= 0x7f) {
-                err = "must hold printable characters only, "
-                      "without spaces";
-            }
+    for (i = 0; err == NULL && i < len; i++) {
+        if (buf[i] <= ' ' || buf[i] >= 0x7f) {
+            err = "must hold printable characters only, without spaces";
         }
     }
 

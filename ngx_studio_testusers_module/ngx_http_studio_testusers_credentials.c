@@ -45,86 +45,105 @@ static ngx_http_studio_testusers_ctx_t  *ngx_http_studio_testusers_lent_ctx;
 ngx_int_t  ngx_http_studio_testusers_authorization_var = NGX_ERROR;
 
 
-char *
-ngx_http_studio_testusers_credentials_load(ngx_conf_t *cf, ngx_str_t *file,
-    ngx_http_studio_testusers_credentials_t *cred)
+/*
+ * Reads a small secret file at configuration time: the whole content into
+ * buf (at most size bytes; one more means "too large"), a warning when
+ * other users may read it.  Errors name the directive and the file, never
+ * the content.  Returns the length, or NGX_ERROR after logging.
+ */
+
+ssize_t
+ngx_http_studio_testusers_read_secret(ngx_conf_t *cf, const char *directive,
+    ngx_str_t *file, u_char *buf, size_t size)
 {
-    u_char            *p;
-    ssize_t            n;
-    ngx_fd_t           fd;
-    ngx_str_t          line, encoded;
-    ngx_uint_t         i, mode;
-    const char        *err;
-    ngx_file_info_t    fi;
-    u_char             buf[NGX_HTTP_STU_CRED_MAX + 1];
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_uint_t        mode;
+    ngx_file_info_t   fi;
 
-    cred->file = *file;
-
-    if (ngx_conf_full_name(cf->cycle, &cred->file, 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
+    if (ngx_conf_full_name(cf->cycle, file, 1) != NGX_OK) {
+        return NGX_ERROR;
     }
 
-    fd = ngx_open_file(cred->file.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    fd = ngx_open_file(file->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
 
     if (fd == NGX_INVALID_FILE) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "studio_testusers_credentials: "
-                           ngx_open_file_n " \"%V\" failed", &cred->file);
-        return NGX_CONF_ERROR;
+                           "%s: " ngx_open_file_n " \"%V\" failed",
+                           directive, file);
+        return NGX_ERROR;
     }
 
-    err = NULL;
-    n = 0;
+    n = NGX_ERROR;
 
     if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "studio_testusers_credentials: "
-                           ngx_fd_info_n " \"%V\" failed", &cred->file);
-        err = "";
+                           "%s: " ngx_fd_info_n " \"%V\" failed",
+                           directive, file);
 
     } else if (!ngx_is_file(&fi)) {
-        err = "is not a regular file";
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%s: \"%V\" is not a regular file",
+                           directive, file);
 
     } else {
         mode = ngx_file_access(&fi);
 
         if (mode & 077) {
             ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                               "studio_testusers_credentials: \"%V\" is "
-                               "accessible by other users (mode 0%ui%ui%ui), "
-                               "make it 0600 or 0400", &cred->file,
+                               "%s: \"%V\" is accessible by other users "
+                               "(mode 0%ui%ui%ui), make it 0600 or 0400",
+                               directive, file,
                                (mode >> 6) & 7, (mode >> 3) & 7, mode & 7);
         }
 
-        n = ngx_read_fd(fd, buf, sizeof(buf));
+        n = ngx_read_fd(fd, buf, size);
 
         if (n == -1) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                               "studio_testusers_credentials: "
-                               ngx_read_fd_n " \"%V\" failed", &cred->file);
-            err = "";
-            n = 0;
+                               "%s: " ngx_read_fd_n " \"%V\" failed",
+                               directive, file);
+            n = NGX_ERROR;
         }
     }
 
     if (ngx_close_file(fd) == NGX_FILE_ERROR) {
         ngx_conf_log_error(NGX_LOG_ALERT, cf, ngx_errno,
-                           ngx_close_file_n " \"%V\" failed", &cred->file);
+                           ngx_close_file_n " \"%V\" failed", file);
     }
 
-    if (err == NULL) {
-        err = ngx_http_studio_testusers_credentials_parse(buf, n, &line);
+    return n;
+}
+
+
+char *
+ngx_http_studio_testusers_credentials_load(ngx_conf_t *cf, ngx_str_t *file,
+    ngx_http_studio_testusers_credentials_t *cred)
+{
+    u_char            *p;
+    ssize_t            n;
+    ngx_str_t          line, encoded;
+    ngx_uint_t         i;
+    const char        *err;
+    u_char             buf[NGX_HTTP_STU_CRED_MAX + 1];
+
+    cred->file = *file;
+
+    n = ngx_http_studio_testusers_read_secret(cf,
+                                              "studio_testusers_credentials",
+                                              &cred->file, buf, sizeof(buf));
+    if (n == NGX_ERROR) {
+        ngx_explicit_memzero(buf, sizeof(buf));
+        return NGX_CONF_ERROR;
     }
+
+    err = ngx_http_studio_testusers_credentials_parse(buf, n, &line);
 
     if (err) {
         ngx_explicit_memzero(buf, sizeof(buf));
-
-        if (*err) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "studio_testusers_credentials: \"%V\" %s",
-                               &cred->file, err);
-        }
-
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "studio_testusers_credentials: \"%V\" %s",
+                           &cred->file, err);
         return NGX_CONF_ERROR;
     }
 

@@ -189,6 +189,8 @@ ngx_int_t ngx_http_studio_testusers_body_init(ngx_conf_t *cf);
 
 char *ngx_http_studio_testusers_pass_header(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+ssize_t ngx_http_studio_testusers_read_secret(ngx_conf_t *cf,
+    const char *directive, ngx_str_t *file, u_char *buf, size_t size);
 char *ngx_http_studio_testusers_credentials_load(ngx_conf_t *cf,
     ngx_str_t *file, ngx_http_studio_testusers_credentials_t *cred);
 ngx_int_t ngx_http_studio_testusers_credentials_stage(ngx_http_request_t *r,
