@@ -117,10 +117,12 @@ fuzz: deps $(BUILD)/fuzz/form_fuzz $(BUILD)/fuzz/json_fuzz
 # a short run in every `make test`, so the targets and seeds never rot
 fuzz-smoke: $(BUILD)/fuzz/form_fuzz $(BUILD)/fuzz/json_fuzz
 	mkdir -p $(BUILD)/fuzz/smoke $(BUILD)/fuzz/json-smoke
-	$(BUILD)/fuzz/form_fuzz -runs=20000 -dict=t/fuzz/form.dict \
-	    $(BUILD)/fuzz/smoke t/fuzz/corpus
-	$(BUILD)/fuzz/json_fuzz -runs=20000 $(BUILD)/fuzz/json-smoke \
-	    t/fuzz/json-corpus
+	@$(BUILD)/fuzz/form_fuzz -runs=20000 -dict=t/fuzz/form.dict \
+	    $(BUILD)/fuzz/smoke t/fuzz/corpus > $(BUILD)/fuzz/smoke.log 2>&1 \
+	    && $(BUILD)/fuzz/json_fuzz -runs=20000 $(BUILD)/fuzz/json-smoke \
+	    t/fuzz/json-corpus >> $(BUILD)/fuzz/smoke.log 2>&1 \
+	    && echo "fuzz-smoke: 20000 runs of each fuzz target, no finding" \
+	    || { tail -40 $(BUILD)/fuzz/smoke.log; exit 1; }
 
 run: deps build
 	@tools/run-gateway.sh

@@ -461,9 +461,11 @@ ngx_http_studio_testusers_audit_record(ngx_http_request_t *r,
                             : json_null());
     }
 
-    switch (ctx->result) {
-
+    switch (ngx_strcmp(event, "intent") == 0 ? NGX_HTTP_STU_FORWARDED
+                                                : ctx->result)
+    {
     case NGX_HTTP_STU_FORWARDED:
+        /* an intent record: the POST passed every check and goes now */
         json_object_set_new(rec, "result", json_string("forwarded"));
         json_object_set_new(rec, "reason", json_null());
         break;

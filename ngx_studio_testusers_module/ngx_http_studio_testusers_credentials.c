@@ -346,12 +346,11 @@ ngx_http_studio_testusers_needed(ngx_http_studio_testusers_ctx_t *ctx,
 
 
 /*
- * Rebuilds the header list with only what a Twilio client needs: no
- * Cookie, no Proxy-Authorization, no client X-Forwarded-*, never the
- * client's Authorization.
- * Elements are copied, not moved: r->headers_in.host and the like keep
- * pointing at the old, still valid, elements.  One spare slot is left so
- * lending the credential later allocates nothing.
+ * Builds, aside, the header list Twilio will get: only what a Twilio
+ * client needs (no Cookie, no Proxy-Authorization, no client
+ * X-Forwarded-*, never the client's Authorization), and one spare slot
+ * for the credential.  Elements are copied: the request's own list, which
+ * logs, variables and other modules keep using, is not touched.
  */
 
 ngx_int_t
@@ -360,25 +359,22 @@ ngx_http_studio_testusers_credentials_stage(ngx_http_request_t *r,
     ngx_http_studio_testusers_credentials_t *cred)
 {
     ngx_uint_t        i, n;
-    ngx_list_t        old;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h, *nh;
 
-    old = r->headers_in.headers;
-
     n = 0;
-    for (part = &old.part; part; part = part->next) {
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
         n += part->nelts;
     }
 
-    if (ngx_list_init(&r->headers_in.headers, r->pool, n + 1,
+    if (ngx_list_init(&ctx->upstream_headers, r->pool, n + 1,
                       sizeof(ngx_table_elt_t))
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    for (part = &old.part; part; part = part->next) {
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
         h = part->elts;
 
         for (i = 0; i < part->nelts; i++) {
@@ -394,7 +390,7 @@ ngx_http_studio_testusers_credentials_stage(ngx_http_request_t *r,
                 continue;
             }
 
-            nh = ngx_list_push(&r->headers_in.headers);
+            nh = ngx_list_push(&ctx->upstream_headers);
             if (nh == NULL) {
                 return NGX_ERROR;
             }
@@ -413,25 +409,39 @@ ngx_http_studio_testusers_credentials_stage(ngx_http_request_t *r,
         }
     }
 
+    /* the spare slot: lending the credential allocates nothing */
+
+    h = ngx_list_push(&ctx->upstream_headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = cred->header;
+
     ctx->credentials = cred;
 
     return NGX_OK;
 }
 
 
+/*
+ * While proxy_pass builds its request, the request's header list is the
+ * staged one, credential included; then the client's list comes back.
+ */
+
 ngx_int_t
 ngx_http_studio_testusers_credentials_inject(ngx_http_request_t *r,
     ngx_http_studio_testusers_ctx_t *ctx)
 {
-    ngx_table_elt_t  *h;
+    ctx->client_headers = r->headers_in.headers;
 
-    h = ngx_list_push(&r->headers_in.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
+    /* one part: "last" must point at the part inside the request */
 
-    *h = ctx->credentials->header;
-    ctx->credential = h;
+    r->headers_in.headers = ctx->upstream_headers;
+    r->headers_in.headers.last = &r->headers_in.headers.part;
+
+    ctx->credential = (ngx_table_elt_t *) r->headers_in.headers.part.elts
+                      + r->headers_in.headers.part.nelts - 1;
 
     ngx_http_studio_testusers_lent_r = r->main;
     ngx_http_studio_testusers_lent_ctx = ctx;
@@ -456,13 +466,7 @@ void
 ngx_http_studio_testusers_credentials_withdraw(ngx_http_request_t *r,
     ngx_http_studio_testusers_ctx_t *ctx)
 {
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    h = ctx->credential;
-    part = r->headers_in.headers.last;
-
-    if (h == NULL) {
+    if (ctx->credential == NULL) {
         return;
     }
 
@@ -471,6 +475,13 @@ ngx_http_studio_testusers_credentials_withdraw(ngx_http_request_t *r,
         ngx_http_studio_testusers_lent_r = NULL;
     }
 
+    r->headers_in.headers = ctx->client_headers;
+
+    /* the staged copy is not used again: no secret left behind in it */
+
+    ngx_memzero(ctx->credential, sizeof(ngx_table_elt_t));
+    ctx->credential = NULL;
+
     /* $http_authorization read while lent must not keep the value */
 
     if (ngx_http_studio_testusers_authorization_var != NGX_ERROR) {
@@ -478,19 +489,4 @@ ngx_http_studio_testusers_credentials_withdraw(ngx_http_request_t *r,
         r->variables[ngx_http_studio_testusers_authorization_var].not_found
                                                                          = 0;
     }
-
-    if (part->nelts && h == (ngx_table_elt_t *) part->elts + part->nelts - 1) {
-        part->nelts--;
-
-    } else {
-        /* somebody appended after us: keep the slot, lose the secret */
-        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                      "studio_testusers: credential header is not last");
-        ngx_str_set(&h->key, "X-Studio-Testusers-Withdrawn");
-        h->lowcase_key = (u_char *) "x-studio-testusers-withdrawn";
-        h->hash = 0;
-        ngx_str_null(&h->value);
-    }
-
-    ctx->credential = NULL;
 }

@@ -315,6 +315,10 @@ ngx_http_studio_testusers_handler(ngx_http_request_t *r)
 
     stu_form_init(&ctx->form, ngx_http_studio_testusers_identity, r);
 
+    /* first, so logs and the audit name the team of every request */
+
+    ngx_http_studio_testusers_policy_team(r, ctx);
+
     reason = ngx_http_studio_testusers_check(r, ctx, &need_body);
 
     if (reason == STU_OK) {
@@ -505,6 +509,10 @@ ngx_http_studio_testusers_accept(ngx_http_request_t *r,
 
         if (rc == NGX_BUSY) {
             return ngx_http_studio_testusers_reject(r, ctx, STU_CONFLICT, 0);
+        }
+
+        if (rc == NGX_DECLINED) {
+            return ngx_http_studio_testusers_reject(r, ctx, STU_ZONE_FULL, 0);
         }
 
         if (rc != NGX_OK) {

@@ -139,6 +139,8 @@ typedef struct {
     ngx_http_handler_pt                content_handler;
     ngx_http_studio_testusers_credentials_t  *credentials;
     ngx_table_elt_t                   *credential;     /* while lent */
+    ngx_list_t                         upstream_headers;
+    ngx_list_t                         client_headers;  /* while lent */
 
     u_char                            *file_buf;
     unsigned                           body_filter:1;
@@ -237,6 +239,8 @@ void ngx_http_studio_testusers_rules_init(
 void ngx_http_studio_testusers_rules_merge(
     ngx_http_studio_testusers_policy_t *conf,
     ngx_http_studio_testusers_policy_t *prev);
+void ngx_http_studio_testusers_policy_team(ngx_http_request_t *r,
+    ngx_http_studio_testusers_ctx_t *ctx);
 stu_reason_e ngx_http_studio_testusers_policy_request(ngx_http_request_t *r,
     ngx_http_studio_testusers_ctx_t *ctx);
 stu_reason_e ngx_http_studio_testusers_identity(void *data,

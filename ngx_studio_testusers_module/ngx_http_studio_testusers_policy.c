@@ -315,47 +315,55 @@ ngx_http_studio_testusers_rule_set(ngx_conf_t *cf,
  * the violation to refuse the request with, or STU_OK.
  */
 
+void
+ngx_http_studio_testusers_policy_team(ngx_http_request_t *r,
+    ngx_http_studio_testusers_ctx_t *ctx)
+{
+    ngx_uint_t                               i;
+    ngx_http_studio_testusers_policy_t      *p;
+    ngx_http_studio_testusers_main_conf_t   *smcf;
+
+    if (ctx->conf->team == NULL
+        || ngx_http_complex_value(r, ctx->conf->team, &ctx->team) != NGX_OK)
+    {
+        return;
+    }
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_studio_testusers_module);
+
+    p = smcf->policies.elts;
+
+    for (i = 0; i < smcf->policies.nelts; i++) {
+        if (ctx->team.len && p[i].name.len == ctx->team.len
+            && ngx_strncmp(p[i].name.data, ctx->team.data, ctx->team.len) == 0)
+        {
+            ctx->policy = &p[i];
+            break;
+        }
+
+        if (p[i].name.len == 7
+            && ngx_strncmp(p[i].name.data, "default", 7) == 0)
+        {
+            ctx->policy = &p[i];
+        }
+    }
+}
+
+
 stu_reason_e
 ngx_http_studio_testusers_policy_request(ngx_http_request_t *r,
     ngx_http_studio_testusers_ctx_t *ctx)
 {
     ngx_str_t                               *sid;
-    ngx_uint_t                               i, j, k;
+    ngx_uint_t                               j, k;
     stu_reason_e                             reason;
     ngx_http_studio_testusers_policy_t      *p, *sets[2];
-    ngx_http_studio_testusers_main_conf_t   *smcf;
 
-    smcf = ngx_http_get_module_main_conf(r, ngx_http_studio_testusers_module);
-
-    if (ctx->conf->team) {
-        if (ngx_http_complex_value(r, ctx->conf->team, &ctx->team) != NGX_OK) {
-            return STU_INTERNAL_ERROR;
-        }
-
-        p = smcf->policies.elts;
-
-        for (i = 0; i < smcf->policies.nelts; i++) {
-            if (ctx->team.len && p[i].name.len == ctx->team.len
-                && ngx_strncmp(p[i].name.data, ctx->team.data,
-                               ctx->team.len) == 0)
-            {
-                ctx->policy = &p[i];
-                break;
-            }
-
-            if (p[i].name.len == 7
-                && ngx_strncmp(p[i].name.data, "default", 7) == 0)
-            {
-                ctx->policy = &p[i];
-            }
-        }
-
-        if (ctx->policy == NULL) {
-            reason = ngx_http_studio_testusers_violation(r, ctx,
-                                                         STU_TEAM_UNKNOWN, 0);
-            if (reason != STU_OK) {
-                return reason;
-            }
+    if (ctx->conf->team && ctx->policy == NULL) {
+        reason = ngx_http_studio_testusers_violation(r, ctx,
+                                                     STU_TEAM_UNKNOWN, 0);
+        if (reason != STU_OK) {
+            return reason;
         }
     }
 
@@ -535,9 +543,16 @@ ngx_http_studio_testusers_violation(ngx_http_request_t *r,
 
     smcf = ngx_http_get_module_main_conf(r, ngx_http_studio_testusers_module);
 
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "studio_testusers: report mode, would reject: %s "
-                  "(value %uz)", stu_reasons[reason].name, position);
+    if (position) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "studio_testusers: report mode, would reject: %s "
+                      "(value %uz)", stu_reasons[reason].name, position);
+
+    } else {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "studio_testusers: report mode, would reject: %s",
+                      stu_reasons[reason].name);
+    }
 
     if (ctx->would_reject == STU_OK) {
         ctx->would_reject = reason;

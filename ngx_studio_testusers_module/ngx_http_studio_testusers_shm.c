@@ -528,7 +528,8 @@ ngx_http_studio_testusers_unlock_now(void *handle)
  * Takes the flow's update lock for the request's lifetime (released by a
  * pool cleanup: success, error, abort or timeout alike).  A lock held by
  * a process that no longer exists (a crashed worker) is taken over.
- * NGX_BUSY: another POST for the flow is in flight.
+ * NGX_BUSY: another POST for the flow is in flight; NGX_DECLINED: the
+ * zone is full of locks.
  */
 
 ngx_int_t
@@ -587,14 +588,28 @@ ngx_http_studio_testusers_lock(ngx_shm_zone_t *zone, ngx_http_request_t *r,
                       "flow \"%V\" from exited process %P", sid, lock->pid);
 
     } else {
-        lock = ngx_slab_alloc_locked(zctx->shpool,
+        /* a lock matters more than a remembered list: evict for it */
+
+        for ( ;; ) {
+            lock = ngx_slab_alloc_locked(zctx->shpool,
                                      sizeof(ngx_http_studio_testusers_lock_t));
+
+            if (lock || ngx_queue_empty(&zctx->sh->lru)) {
+                break;
+            }
+
+            ngx_http_studio_testusers_flow_free(zctx,
+                                 ngx_queue_data(ngx_queue_last(&zctx->sh->lru),
+                                                ngx_http_studio_testusers_flow_t,
+                                                queue));
+        }
+
         if (lock == NULL) {
             ngx_shmtx_unlock(&zctx->shpool->mutex);
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                           "studio_testusers: zone \"%V\" has no room for "
                           "an update lock", &zone->shm.name);
-            return NGX_ERROR;
+            return NGX_DECLINED;
         }
 
         lock->node.key = hash;

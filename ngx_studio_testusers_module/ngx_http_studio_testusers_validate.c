@@ -70,6 +70,8 @@ const stu_reason_t  stu_reasons[STU_REASON_LAST] = {
       "Another update of this flow's test users is in progress" },
     { "json_too_large", 413, 20413,
       "JSON body larger than 1 MB" },
+    { "zone_full", 503, 20503,
+      "The gateway cannot take more updates at once: try again later" },
 };
 
 

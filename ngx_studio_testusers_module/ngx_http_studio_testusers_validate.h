@@ -46,6 +46,7 @@ typedef enum {
     STU_DUPLICATE_IDENTITY,
     STU_CONFLICT,
     STU_JSON_TOO_LARGE,
+    STU_ZONE_FULL,
     STU_REASON_LAST
 } stu_reason_e;
 

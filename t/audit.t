@@ -335,6 +335,9 @@ my @req = records('logs/required.log');
 is_deeply([ map { $_->{event} } @req ], [ 'intent', 'request' ],
           'audit_required: an intent record before the request record');
 is_deeply($req[0]{identity_tokens}, [ token('b') ], 'intent record: tokens');
+is($req[0]{result}, 'forwarded', 'intent record: the POST is being forwarded');
+is($req[0]{reason}, undef, 'intent record: no reason');
+ok(!exists $req[0]{status}, 'intent record: no final status yet');
 
 my @fails = $t->error_log =~ /\[error\].*studio_testusers: audit record to "\/dev\/full" not written/g;
 ok(@fails >= 3, 'each failed write logged at error level (' . scalar(@fails) . ')');

@@ -21,7 +21,7 @@ $t->write_file('htpasswd', "alice:{PLAIN}wonderland\n");
 my $SERVICE_B64 = (split / /, BASIC)[1];
 
 $t->start_nginx(<<"CONF");
-    log_format st '\$remote_user|\$http_authorization|\$studio_testusers_result';
+    log_format st '\$remote_user|\$http_authorization|\$studio_testusers_result|\$http_x_who';
     access_log %%DIR%%/logs/access.log st;
 
     studio_testusers_credentials %%CRED%%;
@@ -223,6 +223,14 @@ for my $pos (0, 19, 20, 30) {
     $t->clear_recorded('other');
 }
 
+# the client's headers stay the request's own for logs and variables
+{
+    my $r = $t->post_form('TestUsers=a', headers => [ 'X-Who: zed' ]);
+    is($r->{status}, 200, 'X-Who: forwarded');
+    my $rec = one_service_auth('X-Who');
+    is_deeply([ StudioTest::header_values($rec, 'X-Who') ], [], 'X-Who is not forwarded');
+}
+
 # rejected: nothing forwarded at all
 $t->post_form('TestUsers=%00', headers => [ 'Authorization: Bearer x' ]);
 is(scalar @{ $t->recorded }, 0, 'rejected: nothing forwarded');
@@ -272,14 +280,14 @@ for (1 .. 20) { last if @{ $t->recorded('other') }; sleep 0.05 }
 my $m = $t->recorded('other');
 is(scalar @$m, 1, 'mirror subrequest sent');
 is_deeply([ StudioTest::header_values($m->[0] // { headers => [] }, 'Authorization') ],
-          [], 'mirror subrequest carries no Authorization at all');
+          [ 'Bearer mine' ], 'mirror subrequest: the client\'s own header, never the service one');
 $t->clear_recorded('other');
 
 $r = get_on('fallback', 'Authorization: Bearer mine');
 my $f = $t->recorded('other');
 is(scalar @$f, 1, 'error_page fallback reached the other upstream');
 is_deeply([ StudioTest::header_values($f->[0] // { headers => [] }, 'Authorization') ],
-          [], 'error_page fallback carries no Authorization');
+          [ 'Bearer mine' ], 'error_page fallback: the client\'s own header, never the service one');
 $t->clear_recorded('other');
 
 # --- nothing shows the service credential -----------------------------------------
@@ -287,6 +295,8 @@ $t->clear_recorded('other');
 $t->stop_nginx;
 my $access = $t->read_file('logs/access.log');
 like($access, qr/^alice\|Basic /m, '$remote_user is the client user');
+like($access, qr/^-\|-\|forwarded\|zed$/m,
+     'a dropped header is still \$http_x_who for the log of a forwarded request');
 for my $secret (SID, SECRET, $SERVICE_B64) {
     unlike($access, qr/\Q$secret\E/, "access log never shows " . substr($secret, 0, 6) . '...');
     unlike($t->error_log, qr/\Q$secret\E/, "error log never shows " . substr($secret, 0, 6) . '...');

@@ -185,8 +185,9 @@ ok_fwd(as('map', 'alpha', 'GET', undef), 'map: alpha');
 refused(as('map', 'beta', 'POST', form_body('+15555550100')), 403, qr/method/, 'map: beta read-only');
 refused(as('map', 'nobody', 'GET', undef), 403, qr/No policy/, 'map: unknown team');
 refused(as('map', undef, 'GET', undef), 403, qr/No policy/, 'map: no header');
+is(as('map', 'alpha', 'DELETE', undef)->{status}, 405, 'map: DELETE by alpha');
 
-like($t->read_file('logs/team.log'), qr/^alpha forwarded\nbeta rejected\nnobody rejected\n- rejected\n/,
+like($t->read_file('logs/team.log'), qr/^alpha forwarded\nbeta rejected\nnobody rejected\n- rejected\nalpha rejected\n/,
      '$studio_testusers_team in the access log');
 
 # --- report mode ----------------------------------------------------------------------

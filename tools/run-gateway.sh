@@ -36,7 +36,7 @@ else
     credentials="$run/demo-credentials"
     secret=$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32)
     while [ ${#secret} -lt 32 ]; do secret="${secret}0"; done
-    (umask 077; echo "AC00000000000000000000000000000000:$secret" > "$credentials")
+    (umask 077; echo "SK00000000000000000000000000000000:$secret" > "$credentials")
 
     perl "$top/standin/twilio-standin.pl" --listen "127.0.0.1:$standin_port" \
         --credentials "$credentials" --state "$run/standin-state" \
@@ -82,6 +82,11 @@ http {
         listen 127.0.0.1:$port;
 
         location /v2/Flows/ {
+            # the demo is for this machine only; real teams authenticate
+            # (auth_basic, auth_request, client certificates)
+            allow 127.0.0.1;
+            deny all;
+
             studio_testusers on;
 $upstream
         }
