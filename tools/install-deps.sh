@@ -15,6 +15,8 @@ packages=(
     make gcc
     clang libclang-rt-14-dev  # libFuzzer and sanitizers
     perl curl
+    wrk                 # load for the soak test (and the benchmarks)
+    libcpanel-json-xs-perl    # the soak's analysis reads ~10^5 JSON lines
     nodejs npm          # the Twilio Node.js helper library test
 )
 
