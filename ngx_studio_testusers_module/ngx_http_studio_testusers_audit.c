@@ -25,6 +25,8 @@
 
 
 static ngx_int_t ngx_http_studio_testusers_audit_handler(ngx_http_request_t *r);
+static void ngx_http_studio_testusers_audit_settle(ngx_http_request_t *r,
+    ngx_http_studio_testusers_ctx_t *ctx);
 static ngx_int_t ngx_http_studio_testusers_audit_write(ngx_http_request_t *r,
     ngx_http_studio_testusers_ctx_t *ctx, json_t *record);
 static json_t *ngx_http_studio_testusers_audit_record(ngx_http_request_t *r,
@@ -314,6 +316,46 @@ ngx_http_studio_testusers_audit_intent(ngx_http_request_t *r,
 }
 
 
+/*
+ * A POST went to Twilio but its answer was not read whole (the client
+ * left, the answer was cut, Twilio failed): Twilio may or may not have
+ * applied it, so the list this gateway remembers is no longer known.
+ * Only an answer Twilio completed with a 4xx leaves the list as it was.
+ */
+
+static void
+ngx_http_studio_testusers_audit_settle(ngx_http_request_t *r,
+    ngx_http_studio_testusers_ctx_t *ctx)
+{
+    ngx_http_upstream_state_t              *state;
+    ngx_http_studio_testusers_main_conf_t  *smcf;
+
+    if (ctx->conf->audit == NULL || ctx->learned
+        || ctx->result != NGX_HTTP_STU_FORWARDED
+        || r->method != NGX_HTTP_POST)
+    {
+        return;
+    }
+
+    state = NULL;
+
+    if (r->upstream_states && r->upstream_states->nelts) {
+        state = r->upstream_states->elts;
+        state += r->upstream_states->nelts - 1;
+    }
+
+    if (state && state->status >= 400 && state->status < 500
+        && !r->connection->error)
+    {
+        return;
+    }
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_studio_testusers_module);
+
+    ngx_http_studio_testusers_baseline_forget(smcf->zone, &ctx->flow_sid);
+}
+
+
 static ngx_int_t
 ngx_http_studio_testusers_audit_handler(ngx_http_request_t *r)
 {
@@ -331,6 +373,8 @@ ngx_http_studio_testusers_audit_handler(ngx_http_request_t *r)
     ctx->audited = 1;
 
     ngx_http_studio_testusers_metrics_count(r, ctx);
+
+    ngx_http_studio_testusers_audit_settle(r, ctx);
 
     if (ctx->conf->audit == NULL) {
         return NGX_OK;
@@ -1082,6 +1126,7 @@ ngx_http_studio_testusers_learn(ngx_http_request_t *r,
     ngx_http_studio_testusers_baseline_set(smcf->zone, &ctx->flow_sid,
                                            key_id, d, n,
                                            r->connection->log);
+    ctx->learned = 1;
     json_decref(root);
     return;
 

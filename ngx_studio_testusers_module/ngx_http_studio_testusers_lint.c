@@ -28,6 +28,7 @@ typedef enum {
     stu_watch_ssl_server_name,
     stu_watch_set_header,
     stu_watch_pass_request_headers,
+    stu_watch_body,
     stu_watch_access
 } stu_watch_e;
 
@@ -53,6 +54,9 @@ static ngx_http_studio_testusers_watch_t  ngx_http_studio_testusers_watch[] = {
     { ngx_string("proxy_set_header"), stu_watch_set_header },
     { ngx_string("proxy_pass_request_headers"),
       stu_watch_pass_request_headers },
+    { ngx_string("proxy_set_body"), stu_watch_body },
+    { ngx_string("proxy_method"), stu_watch_body },
+    { ngx_string("proxy_pass_request_body"), stu_watch_body },
     { ngx_string("auth_basic"), stu_watch_access },
     { ngx_string("auth_request"), stu_watch_access },
     { ngx_string("allow"), stu_watch_access },
@@ -82,6 +86,7 @@ ngx_http_studio_testusers_lint_init(ngx_http_studio_testusers_lint_t *l)
     l->set_header = NGX_CONF_UNSET;
     l->set_authorization = 0;
     l->access = NGX_CONF_UNSET;
+    ngx_str_null(&l->body);
 }
 
 
@@ -225,6 +230,15 @@ ngx_http_studio_testusers_watcher(ngx_conf_t *cf, ngx_command_t *cmd,
                                                   (u_char *) "on") == 0);
         break;
 
+    case stu_watch_body:
+        if (!(cmd->name.len == sizeof("proxy_pass_request_body") - 1
+              && ngx_strcasecmp(value[1].data, (u_char *) "on") == 0))
+        {
+            l->body = cmd->name;
+        }
+
+        break;
+
     default: /* stu_watch_access */
         if (l->access != 1) {
             l->access = !(cf->args->nelts == 2
@@ -257,6 +271,10 @@ ngx_http_studio_testusers_lint(ngx_conf_t *cf,
                          prev->lint.pass_request_headers, 1);
     ngx_conf_merge_value(l->access, prev->lint.access, 0);
 
+    if (l->body.len == 0) {
+        l->body = prev->lint.body;
+    }
+
     /* proxy_set_header lines are inherited only by a level without any */
 
     if (l->set_header == NGX_CONF_UNSET) {
@@ -286,6 +304,25 @@ ngx_http_studio_testusers_lint(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
+    if (l->body.len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "studio_testusers in location \"%V\": \"%V\" "
+                           "would forward a request other than the one "
+                           "judged", &clcf->name, &l->body);
+        return NGX_CONF_ERROR;
+    }
+
+    last = l->proxy_pass.data + l->proxy_pass.len;
+
+    if (ngx_strlchr(l->proxy_pass.data, last, '$')) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "studio_testusers in location \"%V\": "
+                           "\"proxy_pass %V\" has variables: where the "
+                           "Twilio credential goes must be fixed in the "
+                           "configuration", &clcf->name, &l->proxy_pass);
+        return NGX_CONF_ERROR;
+    }
+
     if (l->proxy_pass.len > 8
         && ngx_strncasecmp(l->proxy_pass.data, (u_char *) "https://", 8) == 0
         && !(l->ssl_verify && l->ssl_server_name))
@@ -299,18 +336,15 @@ ngx_http_studio_testusers_lint(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    /* a URI part or variables: what is forwarded is not what was judged */
+    /* a URI part: what is forwarded may not be what was judged */
 
     p = (u_char *) ngx_strstr(l->proxy_pass.data, "://");
-    last = l->proxy_pass.data + l->proxy_pass.len;
 
-    if (ngx_strlchr(l->proxy_pass.data, last, '$')
-        || (p && ngx_strlchr(p + 3, last, '/')))
-    {
+    if (p && ngx_strlchr(p + 3, last, '/')) {
         ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
                            "studio_testusers in location \"%V\": "
-                           "\"proxy_pass %V\" has a URI part or variables, "
-                           "so the request forwarded may differ from the one "
+                           "\"proxy_pass %V\" has a URI part, so the "
+                           "request forwarded may differ from the one "
                            "judged; use a URL without a path",
                            &clcf->name, &l->proxy_pass);
     }

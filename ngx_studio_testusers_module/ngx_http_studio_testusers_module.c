@@ -808,10 +808,13 @@ ngx_http_studio_testusers_merge_loc_conf(ngx_conf_t *cf, void *parent,
         return NGX_CONF_ERROR;
     }
 
-    if (conf->enable && conf->audit_required && conf->audit == NULL) {
+    if (conf->enable && conf->audit_required
+        && (conf->audit == NULL || conf->audit->syslog))
+    {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"studio_testusers_audit_required on\" needs "
-                           "\"studio_testusers_audit_log\"");
+                           "\"studio_testusers_audit_log\" to a file: "
+                           "syslog over UDP cannot tell a lost record");
         return NGX_CONF_ERROR;
     }
 

@@ -90,6 +90,7 @@ typedef struct {
     ngx_flag_t                         set_header;
     ngx_flag_t                         set_authorization;
     ngx_flag_t                         access;
+    ngx_str_t                          body;   /* proxy_set_body & co */
 } ngx_http_studio_testusers_lint_t;
 
 
@@ -155,6 +156,7 @@ typedef struct {
     unsigned                           capture:1;
     unsigned                           capture_failed:1;
     unsigned                           audited:1;
+    unsigned                           learned:1;
     unsigned                           json:1;
     unsigned                           error_json:1;
     unsigned                           error_sent:1;

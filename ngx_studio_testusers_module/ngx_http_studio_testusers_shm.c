@@ -34,6 +34,7 @@ typedef struct {
     u_char                             sid[STU_FLOW_SID_LEN];
     ngx_pid_t                          pid;
     ngx_atomic_uint_t                  number;  /* connection number */
+    void                              *owner;   /* r->main */
 } ngx_http_studio_testusers_lock_t;
 
 
@@ -574,6 +575,16 @@ ngx_http_studio_testusers_lock(ngx_shm_zone_t *zone, ngx_http_request_t *r,
         node = node->right;
     }
 
+    if (lock
+        && lock->pid == ngx_pid && lock->owner == r->main
+        && lock->number == r->connection->number)
+    {
+        /* the same request, judged again after an error_page redirect */
+        ngx_shmtx_unlock(&zctx->shpool->mutex);
+        *handle = NULL;
+        return NGX_OK;
+    }
+
     if (lock) {
         if (lock->pid == ngx_pid
             || kill(lock->pid, 0) == 0 || ngx_errno != NGX_ESRCH)
@@ -619,6 +630,7 @@ ngx_http_studio_testusers_lock(ngx_shm_zone_t *zone, ngx_http_request_t *r,
 
     lock->pid = ngx_pid;
     lock->number = r->connection->number;
+    lock->owner = r->main;
 
     ngx_shmtx_unlock(&zctx->shpool->mutex);
 

@@ -198,7 +198,20 @@ for my $ac ('auth_request /auth;', 'allow 127.0.0.1;', 'deny all;') {
 like($out, qr/has no access control/, 'auth_basic off is no access control');
 
 ($rc, $out) = lint("allow all;\nproxy_pass http://127.0.0.1:1/v2/;");
-like($out, qr/\[warn\] .*"proxy_pass http:\/\/127\.0\.0\.1:1\/v2\/" has a URI part or variables/, 'a URI part: warns');
+like($out, qr/\[warn\] .*"proxy_pass http:\/\/127\.0\.0\.1:1\/v2\/" has a URI part/, 'a URI part: warns');
+
+($rc, $out) = lint("allow all;\nproxy_pass \$http_x_url;");
+isnt($rc, 0, 'proxy_pass with variables fails');
+like($out, qr/"proxy_pass \$http_x_url" has variables: where the Twilio credential goes must be fixed/,
+     'proxy_pass with variables: says why');
+
+for my $d ('proxy_set_body "TestUsers=x";', 'proxy_method DELETE;', 'proxy_pass_request_body off;') {
+    ($rc, $out) = lint("allow all;\n$d\nproxy_pass http://127.0.0.1:1;");
+    isnt($rc, 0, "$d fails");
+    like($out, qr/would forward a request other than the one judged/, "$d: says why");
+}
+($rc, $out) = lint("allow all;\nproxy_pass_request_body on;\nproxy_pass http://127.0.0.1:1;");
+is($rc, 0, 'proxy_pass_request_body on passes') or diag($out);
 
 ($rc, $out) = $t->nginx_t("server { listen 127.0.0.1:%%PORT%%; location / { proxy_pass https://127.0.0.1; proxy_set_header Authorization x; } }");
 is($rc, 0, 'locations without studio_testusers are not linted') or diag($out);
@@ -232,8 +245,13 @@ like($out, qr/\[warn\] studio_testusers_audit_hmac_key: .* is accessible by othe
 
 ($rc, $out) = $t->nginx_t(conf('%%CRED%%', 'studio_testusers_audit_required on;'));
 isnt($rc, 0, 'audit_required without audit_log fails');
-like($out, qr/"studio_testusers_audit_required on" needs "studio_testusers_audit_log"/,
+like($out, qr/"studio_testusers_audit_required on" needs "studio_testusers_audit_log" to a file/,
      'audit_required without audit_log: says what is missing');
+
+($rc, $out) = $t->nginx_t(conf('%%CRED%%', "studio_testusers_audit_required on;\n"
+                               . 'studio_testusers_audit_log syslog:server=127.0.0.1:9;'));
+isnt($rc, 0, 'audit_required with syslog fails');
+like($out, qr/syslog over UDP cannot tell a lost record/, 'audit_required with syslog: says why');
 
 ($rc, $out) = $t->nginx_t("studio_testusers_zone nosize;\n" . conf('%%CRED%%'));
 like($out, qr/invalid zone "nosize": expected name:size/, 'zone without size');
