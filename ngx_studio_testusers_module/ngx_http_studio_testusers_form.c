@@ -4,9 +4,16 @@
  */
 
 
+#include <stdint.h>
 #include <string.h>
 
 #include "ngx_http_studio_testusers_form.h"
+
+
+#define STU_ONES         0x0101010101010101ULL
+#define STU_HIGHS        0x8080808080808080ULL
+#define stu_has_zero(v)  (((v) - STU_ONES) & ~(v) & STU_HIGHS)
+#define stu_has_byte(w, b)  stu_has_zero((w) ^ (STU_ONES * (b)))
 
 
 #define STU_KEY          "TestUsers"
@@ -132,6 +139,7 @@ stu_form_feed(stu_form_t *f, const unsigned char *p, size_t len)
 {
     unsigned char         c, d;
     size_t                n;
+    uint64_t              w;
     stu_reason_e          rc;
     const unsigned char  *end, *run;
 
@@ -144,11 +152,37 @@ stu_form_feed(stu_form_t *f, const unsigned char *p, size_t len)
 
     while (p < end) {
 
+        if (f->state == stu_st_key && f->pair_len == 0
+            && end - p > (ptrdiff_t) sizeof(STU_KEY)
+            && memcmp(p, STU_KEY "=", sizeof(STU_KEY)) == 0)
+        {
+            /* the usual key, whole in this piece */
+
+            p += sizeof(STU_KEY);
+            f->pair_len = sizeof(STU_KEY);
+            f->key_len = sizeof(STU_KEY) - 1;
+            f->value_len = 0;
+            f->state = stu_st_value;
+        }
+
         if (f->state == stu_st_value) {
 
-            /* the hot path: copy a run of plain bytes at once */
+            /* the hot path: find the end of a run of plain bytes */
 
             run = p;
+
+            while (end - p >= 8) {
+                memcpy(&w, p, 8);
+
+                if (stu_has_byte(w, '%') | stu_has_byte(w, '&')
+                    | stu_has_byte(w, '+') | stu_has_byte(w, '='))
+                {
+                    break;
+                }
+
+                p += 8;
+            }
+
             while (p < end && !stu_value_special[*p]) {
                 p++;
             }

@@ -568,6 +568,38 @@ ngx_http_studio_testusers_violation(ngx_http_request_t *r,
 
 
 /*
+ * A word-at-a-time hash, seeded per worker so that a client cannot aim
+ * many identities at one slot: crc32 cost 14 instructions a byte here.
+ */
+
+static uint32_t
+ngx_http_studio_testusers_hash(u_char *p, size_t len)
+{
+    uint64_t         h, w;
+    static uint64_t  seed;
+
+    if (seed == 0) {
+        seed = ((uint64_t) ngx_random() << 32 | (uint64_t) ngx_random()) | 1;
+    }
+
+    h = seed ^ (len * 0x9e3779b97f4a7c15ULL);
+
+    for ( /* void */ ; len >= 8; p += 8, len -= 8) {
+        ngx_memcpy(&w, p, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 29;
+    }
+
+    w = 0;
+    ngx_memcpy(&w, p, len);
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 32;
+
+    return (uint32_t) h;
+}
+
+
+/*
  * An open-addressing set of the identities seen so far, in the request
  * pool; returns NGX_OK if id was seen before (and remembers it if not).
  */
@@ -608,7 +640,7 @@ ngx_http_studio_testusers_seen_before(ngx_http_request_t *r,
         ctx->seen_size = size;
     }
 
-    hash = ngx_crc32_short(id->data, id->len);
+    hash = ngx_http_studio_testusers_hash(id->data, id->len);
     t = ctx->seen_table;
 
     for (i = hash & (ctx->seen_size - 1);
