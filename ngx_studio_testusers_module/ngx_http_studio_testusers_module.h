@@ -122,9 +122,10 @@ typedef struct {
 } ngx_http_studio_testusers_main_conf_t;
 
 
+/* a slot of the duplicates set: 8 bytes, so growing it zeroes little */
 typedef struct {
-    ngx_str_t                          value;
     uint32_t                           hash;
+    uint32_t                           index;   /* 1-based in identities */
 } ngx_http_studio_testusers_seen_t;
 
 

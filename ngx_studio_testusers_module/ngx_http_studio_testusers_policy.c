@@ -601,7 +601,8 @@ ngx_http_studio_testusers_hash(u_char *p, size_t len)
 
 /*
  * An open-addressing set of the identities seen so far, in the request
- * pool; returns NGX_OK if id was seen before (and remembers it if not).
+ * pool; id is the last of ctx->identities.  Returns NGX_OK if it was seen
+ * before (and remembers it if not).
  */
 
 static ngx_int_t
@@ -609,14 +610,17 @@ ngx_http_studio_testusers_seen_before(ngx_http_request_t *r,
     ngx_http_studio_testusers_ctx_t *ctx, ngx_str_t *id)
 {
     uint32_t                           hash;
-    ngx_uint_t                         i, n, size;
+    ngx_str_t                         *ids;
+    ngx_uint_t                         i, n, size, mask;
     ngx_http_studio_testusers_seen_t  *t, *nt;
 
     if (ctx->seen_table == NULL || ctx->seen * 2 > ctx->seen_size) {
 
-        size = ctx->seen_size ? ctx->seen_size * 4 : 32;
+        size = ctx->seen_size ? ctx->seen_size * 4 : 64;
+        mask = size - 1;
 
-        nt = ngx_pcalloc(r->pool, size * sizeof(ngx_http_studio_testusers_seen_t));
+        nt = ngx_pcalloc(r->pool,
+                         size * sizeof(ngx_http_studio_testusers_seen_t));
         if (nt == NULL) {
             return NGX_ERROR;
         }
@@ -624,12 +628,11 @@ ngx_http_studio_testusers_seen_before(ngx_http_request_t *r,
         for (n = 0; n < ctx->seen_size; n++) {
             t = &ctx->seen_table[n];
 
-            if (t->value.data == NULL) {
+            if (t->index == 0) {
                 continue;
             }
 
-            for (i = t->hash & (size - 1); nt[i].value.data; i = (i + 1) & (size - 1))
-            {
+            for (i = t->hash & mask; nt[i].index; i = (i + 1) & mask) {
                 /* void */
             }
 
@@ -641,21 +644,21 @@ ngx_http_studio_testusers_seen_before(ngx_http_request_t *r,
     }
 
     hash = ngx_http_studio_testusers_hash(id->data, id->len);
+    mask = ctx->seen_size - 1;
     t = ctx->seen_table;
+    ids = ctx->identities->elts;
 
-    for (i = hash & (ctx->seen_size - 1);
-         t[i].value.data;
-         i = (i + 1) & (ctx->seen_size - 1))
-    {
-        if (t[i].hash == hash && t[i].value.len == id->len
-            && ngx_memcmp(t[i].value.data, id->data, id->len) == 0)
+    for (i = hash & mask; t[i].index; i = (i + 1) & mask) {
+        if (t[i].hash == hash
+            && ids[t[i].index - 1].len == id->len
+            && ngx_memcmp(ids[t[i].index - 1].data, id->data, id->len) == 0)
         {
             return NGX_OK;
         }
     }
 
-    t[i].value = *id;
     t[i].hash = hash;
+    t[i].index = (uint32_t) ctx->identities->nelts;
 
     return NGX_DECLINED;
 }

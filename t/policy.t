@@ -103,7 +103,7 @@ $loc
         location /v2/ {
             studio_testusers_flows $F $F3;
             studio_testusers_methods POST;
-            studio_testusers_max_identities 200;
+            studio_testusers_max_identities 1000;
 $loc
         }
     }
@@ -175,6 +175,14 @@ refused(as('http', 'gamma', 'POST', form_body('+15555550100')), 400,
 
 refused(as('http', 'dave', 'GET', undef), 403, qr/No policy allows this team/,
         'a team without a policy and no default: 403');
+
+# the duplicates set grows: 600 values, a repeat of value 17 at the end
+{
+    my @many = map { "client:u$_" } 1 .. 600;
+    ok_fwd(as('rules', undef, 'POST', form_body(@many)), '600 distinct values');
+    refused(as('rules', undef, 'POST', form_body(@many, 'client:u17')), 400,
+            qr/^TestUsers value 601 repeats an earlier value/, 'a repeat after 600 values');
+}
 
 my $r = as('http', 'alpha', 'POST', form_body('%zz'));
 is($r->{status}, 400, 'policy never relaxes the core syntax');
