@@ -37,6 +37,8 @@ static ngx_int_t ngx_http_studio_testusers_tokens(ngx_http_request_t *r,
 static json_t *ngx_http_studio_testusers_token_array(u_char *digests,
     ngx_uint_t n);
 static int ngx_http_studio_testusers_cmp_digest(const void *a, const void *b);
+static ngx_uint_t ngx_http_studio_testusers_sort_unique(u_char *d,
+    ngx_uint_t m);
 static void ngx_http_studio_testusers_key_of(ngx_http_request_t *r,
     ngx_http_studio_testusers_ctx_t *ctx, u_char **key, size_t *len,
     u_char *key_id);
@@ -692,22 +694,7 @@ ngx_http_studio_testusers_tokens(ngx_http_request_t *r,
         }
     }
 
-    ngx_qsort(d, m, NGX_HTTP_STU_TOKEN_LEN,
-              ngx_http_studio_testusers_cmp_digest);
-
-    for (i = 0, *n = 0; i < m; i++) {
-        if (*n && ngx_memcmp(d + (*n - 1) * NGX_HTTP_STU_TOKEN_LEN,
-                             d + i * NGX_HTTP_STU_TOKEN_LEN,
-                             NGX_HTTP_STU_TOKEN_LEN) == 0)
-        {
-            continue;
-        }
-
-        ngx_memmove(d + *n * NGX_HTTP_STU_TOKEN_LEN,
-                    d + i * NGX_HTTP_STU_TOKEN_LEN, NGX_HTTP_STU_TOKEN_LEN);
-        (*n)++;
-    }
-
+    *n = ngx_http_studio_testusers_sort_unique(d, m);
     *out = d;
 
     return NGX_OK;
@@ -718,6 +705,37 @@ static int
 ngx_http_studio_testusers_cmp_digest(const void *a, const void *b)
 {
     return ngx_memcmp(a, b, NGX_HTTP_STU_TOKEN_LEN);
+}
+
+
+/* sorts m digests in place, drops repeats, returns how many are left */
+
+static ngx_uint_t
+ngx_http_studio_testusers_sort_unique(u_char *d, ngx_uint_t m)
+{
+    ngx_uint_t  i, n;
+
+    ngx_qsort(d, m, NGX_HTTP_STU_TOKEN_LEN,
+              ngx_http_studio_testusers_cmp_digest);
+
+    for (i = 0, n = 0; i < m; i++) {
+        if (n && ngx_memcmp(d + (n - 1) * NGX_HTTP_STU_TOKEN_LEN,
+                            d + i * NGX_HTTP_STU_TOKEN_LEN,
+                            NGX_HTTP_STU_TOKEN_LEN) == 0)
+        {
+            continue;
+        }
+
+        if (n != i) {
+            ngx_memmove(d + n * NGX_HTTP_STU_TOKEN_LEN,
+                        d + i * NGX_HTTP_STU_TOKEN_LEN,
+                        NGX_HTTP_STU_TOKEN_LEN);
+        }
+
+        n++;
+    }
+
+    return n;
 }
 
 
@@ -1107,21 +1125,7 @@ ngx_http_studio_testusers_learn(ngx_http_request_t *r,
         }
     }
 
-    ngx_qsort(d, m, NGX_HTTP_STU_TOKEN_LEN,
-              ngx_http_studio_testusers_cmp_digest);
-
-    for (i = 0, n = 0; i < m; i++) {
-        if (n && ngx_memcmp(d + (n - 1) * NGX_HTTP_STU_TOKEN_LEN,
-                            d + i * NGX_HTTP_STU_TOKEN_LEN,
-                            NGX_HTTP_STU_TOKEN_LEN) == 0)
-        {
-            continue;
-        }
-
-        ngx_memmove(d + n * NGX_HTTP_STU_TOKEN_LEN,
-                    d + i * NGX_HTTP_STU_TOKEN_LEN, NGX_HTTP_STU_TOKEN_LEN);
-        n++;
-    }
+    n = ngx_http_studio_testusers_sort_unique(d, m);
 
     ngx_http_studio_testusers_baseline_set(smcf->zone, &ctx->flow_sid,
                                            key_id, d, n,
