@@ -290,6 +290,9 @@ sub stop_nginx {
 
     if (my $vpid = delete $self->{valgrind_pid}) {
         $self->{nginx} = 0;
+
+        # without a master, QUIT exits at once: let requests end first
+        sleep 1;
         kill 'QUIT', $vpid;
         for (1 .. 400) {
             last if waitpid($vpid, POSIX::WNOHANG()) > 0;
