@@ -8,9 +8,7 @@
 use strict;
 use warnings;
 
-use IO::Socket::INET;
 use JSON::PP;
-use POSIX ();
 use Test::More;
 use Time::HiRes qw(sleep);
 use lib 't/lib';
@@ -20,21 +18,12 @@ my $t = StudioTest->new;
 $t->start_upstream;
 
 # an upstream that promises 1000 bytes and sends 7
-my $cut = IO::Socket::INET->new(LocalAddr => '127.0.0.1:0', Listen => 16,
-                                ReuseAddr => 1) or die $@;
-my $cport = $cut->sockport;
-my $cpid = fork // die;
-if ($cpid == 0) {
-    while (my $c = $cut->accept) {
-        my $buf;
-        sysread $c, $buf, 65536;
-        print $c "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-               . "Content-Length: 1000\r\n\r\n{\"sid\":";
-        close $c;
-    }
-    POSIX::_exit(0);
-}
-close $cut;
+my $cport = $t->start_raw_upstream('cut', "HTTP/1.1 200 OK
+"
+    . "Content-Type: application/json
+Content-Length: 1000
+
+{\"sid\":");
 
 $t->start_nginx(<<"CONF");
     studio_testusers_credentials %%CRED%%;
@@ -49,7 +38,7 @@ $t->start_nginx(<<"CONF");
         }
     }
     server {
-        listen 127.0.0.1:%%PORT_CUT%%;
+        listen 127.0.0.1:%%PORT_CUTGW%%;
         location /v2/ {
             studio_testusers on;
             studio_testusers_audit_log %%DIR%%/logs/audit.log;
@@ -100,7 +89,7 @@ sleep 1.2;
 is(on('http', 'POST', 'TestUsers=d')->response->{status}, 200, 'POST d after the abort');
 
 # Twilio's answer is cut short
-is(on('cut', 'POST', 'TestUsers=e')->response(3), undef, 'a cut answer: the client gets no whole answer');
+is(on('cutgw', 'POST', 'TestUsers=e')->response(3), undef, 'a cut answer: the client gets no whole answer');
 sleep 0.2;
 is(on('http', 'POST', 'TestUsers=f')->response->{status}, 200, 'POST f after the cut answer');
 
@@ -109,8 +98,6 @@ my $r = on('retry', 'POST', 'TestUsers=g')->response;
 is($r->{status}, 200, 'error_page into another studio location: no 409 against itself');
 
 $t->stop_nginx;
-kill 'TERM', $cpid;
-waitpid $cpid, 0;
 
 my @posts = grep { $_->{method} eq 'POST' && $_->{result} eq 'forwarded' }
             records('audit.log');

@@ -7,9 +7,7 @@
 use strict;
 use warnings;
 
-use IO::Socket::INET;
 use JSON::PP;
-use POSIX ();
 use Test::More;
 use Time::HiRes qw(sleep);
 use lib 't/lib';
@@ -19,20 +17,8 @@ my $t = StudioTest->new;
 $t->start_upstream;
 
 # an upstream that answers garbage
-my $garbage = IO::Socket::INET->new(LocalAddr => '127.0.0.1:0', Listen => 16,
-                                    ReuseAddr => 1) or die $@;
-my $gport = $garbage->sockport;
-my $gpid = fork // die;
-if ($gpid == 0) {
-    while (my $c = $garbage->accept) {
-        my $buf;
-        sysread $c, $buf, 65536;
-        print $c "this is not HTTP\r\n\x00\x01\r\n\r\n";
-        close $c;
-    }
-    POSIX::_exit(0);
-}
-close $garbage;
+my $gport = $t->start_raw_upstream('garbage-upstream',
+                                   "this is not HTTP\r\n\x00\x01\r\n\r\n");
 
 my $B64 = (split / /, BASIC)[1];
 
@@ -96,8 +82,6 @@ for my $case ([ 'http', 502, 20502, 'refused' ], [ 'slow', 504, 20504, 'timeout'
 }
 
 $t->stop_nginx;
-kill 'TERM', $gpid;
-waitpid $gpid, 0;
 
 my @audit = map { JSON::PP->new->decode($_) } split /\n/, $t->read_file('logs/audit.log');
 my @posts = grep { $_->{method} eq 'POST' } @audit;

@@ -155,6 +155,32 @@ sub start_upstream {
     return $port;
 }
 
+# a misbehaving upstream: reads a request, writes the given bytes, closes;
+# stopped with the others
+sub start_raw_upstream {
+    my ($self, $name, $answer) = @_;
+
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1:0', Listen => 16,
+                                  ReuseAddr => 1) or die "listen: $@";
+    my $pid = fork // die "fork: $!";
+
+    if ($pid == 0) {
+        while (my $c = $s->accept) {
+            my $buf;
+            sysread $c, $buf, 65536;
+            print $c $answer;
+            close $c;
+        }
+        POSIX::_exit(0);
+    }
+
+    push @{ $self->{pids} }, $pid;
+    $self->{ports}{$name} = $s->sockport;
+    close $s;
+
+    return $self->{ports}{$name};
+}
+
 # every request the upstream received, in order
 sub recorded {
     my ($self, $name) = @_;
