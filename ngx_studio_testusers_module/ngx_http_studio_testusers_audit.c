@@ -442,7 +442,8 @@ ngx_http_studio_testusers_audit_record(ngx_http_request_t *r,
     ngx_http_variable_value_t              *vv;
     ngx_http_upstream_state_t              *state;
     ngx_http_studio_testusers_main_conf_t  *smcf;
-    u_char                                  time[sizeof("1970-01-01T00:00:00.000Z")];
+    u_char                                  time[sizeof("1970-01-01T"
+                                                    "00:00:00.000Z")];
 
     smcf = ngx_http_get_module_main_conf(r, ngx_http_studio_testusers_module);
 

@@ -195,8 +195,9 @@ ngx_http_studio_testusers_metrics_handler(ngx_http_request_t *r)
                     m->latency_count, m->latency_sum_ms / 1000,
                     m->latency_sum_ms % 1000, m->latency_count);
 
-    p = ngx_http_studio_testusers_help(p, "studio_testusers_audit_records_total",
-            "counter", "Audit records written and failed.");
+    p = ngx_http_studio_testusers_help(p,
+            "studio_testusers_audit_records_total", "counter",
+            "Audit records written and failed.");
     p = ngx_sprintf(p, "studio_testusers_audit_records_total"
                     "{outcome=\"written\"} %uA\n"
                     "studio_testusers_audit_records_total"
@@ -223,8 +224,8 @@ ngx_http_studio_testusers_metrics_handler(ngx_http_request_t *r)
     cred = smcf->credentials.elts;
 
     for (i = 0; i < smcf->credentials.nelts; i++) {
-        p = ngx_sprintf(p, "studio_testusers_credential_info{fingerprint=\"%V\","
-                        "kind=\"%s\",loaded=\"%T\"} 1\n",
+        p = ngx_sprintf(p, "studio_testusers_credential_info"
+                        "{fingerprint=\"%V\",kind=\"%s\",loaded=\"%T\"} 1\n",
                         &cred[i]->fingerprint,
                         cred[i]->sid.data[0] == 'S' ? "api_key" : "account",
                         cred[i]->loaded);

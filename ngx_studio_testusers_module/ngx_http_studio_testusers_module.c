@@ -906,7 +906,8 @@ ngx_http_studio_testusers_credentials(ngx_conf_t *cf, ngx_command_t *cmd,
 
     value = cf->args->elts;
 
-    cred = ngx_pcalloc(cf->pool, sizeof(ngx_http_studio_testusers_credentials_t));
+    cred = ngx_pcalloc(cf->pool,
+                       sizeof(ngx_http_studio_testusers_credentials_t));
     if (cred == NULL) {
         return NGX_CONF_ERROR;
     }

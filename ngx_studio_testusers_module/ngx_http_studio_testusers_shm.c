@@ -212,7 +212,8 @@ ngx_http_studio_testusers_init_zone(ngx_shm_zone_t *shm_zone, void *data)
                     ngx_rbtree_insert_value);
     ngx_queue_init(&zctx->sh->lru);
 
-    ngx_memzero(&zctx->sh->metrics, sizeof(ngx_http_studio_testusers_metrics_t));
+    ngx_memzero(&zctx->sh->metrics,
+                sizeof(ngx_http_studio_testusers_metrics_t));
 
     if (RAND_bytes(zctx->sh->salt, sizeof(zctx->sh->salt)) != 1) {
         ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
@@ -538,6 +539,7 @@ ngx_http_studio_testusers_lock(ngx_shm_zone_t *zone, ngx_http_request_t *r,
     ngx_str_t *sid, void **handle)
 {
     uint32_t                               hash;
+    ngx_queue_t                           *q;
     ngx_rbtree_node_t                     *node, *sentinel;
     ngx_pool_cleanup_t                    *cln;
     ngx_http_studio_testusers_lock_t      *lock;
@@ -609,10 +611,9 @@ ngx_http_studio_testusers_lock(ngx_shm_zone_t *zone, ngx_http_request_t *r,
                 break;
             }
 
+            q = ngx_queue_last(&zctx->sh->lru);
             ngx_http_studio_testusers_flow_free(zctx,
-                                 ngx_queue_data(ngx_queue_last(&zctx->sh->lru),
-                                                ngx_http_studio_testusers_flow_t,
-                                                queue));
+                   ngx_queue_data(q, ngx_http_studio_testusers_flow_t, queue));
         }
 
         if (lock == NULL) {
