@@ -8,6 +8,11 @@
  * all without a key.  For a POST the record says which tokens it added and
  * removed compared with the list Twilio last returned for that flow through
  * this gateway, which a response body filter keeps in the shared zone.
+ *
+ * The response filters here also serve the glue, as they see every answer
+ * to a judged request: they take back a lent credential, let the flow's
+ * update lock go at the last buffer, and give nginx's own 5xx pages for
+ * forwarded requests Twilio's error shape.
  */
 
 
@@ -24,7 +29,6 @@
 #define NGX_HTTP_STU_KEY_MAX          64
 
 
-static ngx_int_t ngx_http_studio_testusers_audit_handler(ngx_http_request_t *r);
 static void ngx_http_studio_testusers_audit_settle(ngx_http_request_t *r,
     ngx_http_studio_testusers_ctx_t *ctx);
 static ngx_int_t ngx_http_studio_testusers_audit_write(ngx_http_request_t *r,
@@ -358,28 +362,18 @@ ngx_http_studio_testusers_audit_settle(ngx_http_request_t *r,
 }
 
 
-static ngx_int_t
-ngx_http_studio_testusers_audit_handler(ngx_http_request_t *r)
+/* the log phase: the request's record, now that Twilio has answered */
+
+void
+ngx_http_studio_testusers_audit_request(ngx_http_request_t *r,
+    ngx_http_studio_testusers_ctx_t *ctx)
 {
-    json_t                           *record;
-    ngx_http_studio_testusers_ctx_t  *ctx;
-
-    ngx_http_studio_testusers_credentials_recall(r);
-
-    ctx = ngx_http_studio_testusers_get_ctx(r);
-
-    if (ctx == NULL || ctx->conf == NULL || ctx->audited) {
-        return NGX_OK;
-    }
-
-    ctx->audited = 1;
-
-    ngx_http_studio_testusers_metrics_count(r, ctx);
+    json_t  *record;
 
     ngx_http_studio_testusers_audit_settle(r, ctx);
 
     if (ctx->conf->audit == NULL) {
-        return NGX_OK;
+        return;
     }
 
     record = ngx_http_studio_testusers_audit_record(r, ctx, "request");
@@ -387,12 +381,10 @@ ngx_http_studio_testusers_audit_handler(ngx_http_request_t *r)
     if (record == NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "studio_testusers: audit record not built");
-        return NGX_OK;
+        return;
     }
 
     (void) ngx_http_studio_testusers_audit_write(r, ctx, record);
-
-    return NGX_OK;
 }
 
 
@@ -841,7 +833,7 @@ ngx_http_studio_testusers_error_filter(ngx_http_request_t *r,
     ctx->error_sent = 1;
 
     if (ctx->lock) {
-        ngx_http_studio_testusers_unlock_now(ctx->lock);
+        ngx_http_studio_testusers_unlock(ctx->lock);
         ctx->lock = NULL;
     }
 
@@ -1035,7 +1027,7 @@ ngx_http_studio_testusers_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     if (ctx->lock) {
         for (cl = in; cl; cl = cl->next) {
             if (cl->buf->last_buf) {
-                ngx_http_studio_testusers_unlock_now(ctx->lock);
+                ngx_http_studio_testusers_unlock(ctx->lock);
                 ctx->lock = NULL;
                 break;
             }
@@ -1152,18 +1144,6 @@ unknown:
 ngx_int_t
 ngx_http_studio_testusers_audit_init(ngx_conf_t *cf)
 {
-    ngx_http_handler_pt        *h;
-    ngx_http_core_main_conf_t  *cmcf;
-
-    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
-
-    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    *h = ngx_http_studio_testusers_audit_handler;
-
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_http_studio_testusers_header_filter;
 

@@ -97,12 +97,9 @@ ngx_http_studio_testusers_json_done(ngx_http_request_t *r,
         return rc;
     }
 
-    /* the identities were kept by the identity handler, in order */
+    /* the identity handler keeps JSON identities, in order */
 
-    if (ctx->identities == NULL
-        && ngx_http_studio_testusers_audit_identity(r, ctx, (u_char *) "", 0)
-           != NGX_OK)
-    {
+    if (ctx->identities == NULL) {
         return STU_INTERNAL_ERROR;
     }
 

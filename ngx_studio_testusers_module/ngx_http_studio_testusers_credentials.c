@@ -429,7 +429,7 @@ ngx_http_studio_testusers_credentials_stage(ngx_http_request_t *r,
  * staged one, credential included; then the client's list comes back.
  */
 
-ngx_int_t
+void
 ngx_http_studio_testusers_credentials_inject(ngx_http_request_t *r,
     ngx_http_studio_testusers_ctx_t *ctx)
 {
@@ -445,8 +445,6 @@ ngx_http_studio_testusers_credentials_inject(ngx_http_request_t *r,
 
     ngx_http_studio_testusers_lent_r = r->main;
     ngx_http_studio_testusers_lent_ctx = ctx;
-
-    return NGX_OK;
 }
 
 

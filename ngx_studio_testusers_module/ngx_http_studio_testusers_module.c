@@ -23,6 +23,7 @@ enum {
 static ngx_int_t ngx_http_studio_testusers_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_studio_testusers_recall_handler(
     ngx_http_request_t *r);
+static ngx_int_t ngx_http_studio_testusers_log_handler(ngx_http_request_t *r);
 static void ngx_http_studio_testusers_body_handler(ngx_http_request_t *r);
 static stu_reason_e ngx_http_studio_testusers_check(ngx_http_request_t *r,
     ngx_http_studio_testusers_ctx_t *ctx, ngx_uint_t *need_body);
@@ -609,9 +610,7 @@ ngx_http_studio_testusers_content_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_studio_testusers_credentials_inject(r, ctx) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    ngx_http_studio_testusers_credentials_inject(r, ctx);
 
     rc = ctx->content_handler(r);
 
@@ -633,6 +632,30 @@ ngx_http_studio_testusers_recall_handler(ngx_http_request_t *r)
     ngx_http_studio_testusers_credentials_recall(r);
 
     return NGX_DECLINED;
+}
+
+
+/* the log phase: counters and the audit record of a judged request */
+
+static ngx_int_t
+ngx_http_studio_testusers_log_handler(ngx_http_request_t *r)
+{
+    ngx_http_studio_testusers_ctx_t  *ctx;
+
+    ngx_http_studio_testusers_credentials_recall(r);
+
+    ctx = ngx_http_studio_testusers_get_ctx(r);
+
+    if (ctx == NULL || ctx->logged) {
+        return NGX_OK;
+    }
+
+    ctx->logged = 1;
+
+    ngx_http_studio_testusers_metrics_count(r, ctx);
+    ngx_http_studio_testusers_audit_request(r, ctx);
+
+    return NGX_OK;
 }
 
 
@@ -990,6 +1013,13 @@ ngx_http_studio_testusers_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_studio_testusers_recall_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_studio_testusers_log_handler;
 
     ngx_str_set(&name, "http_authorization");
 

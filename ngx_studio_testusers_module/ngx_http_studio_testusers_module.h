@@ -156,7 +156,7 @@ typedef struct {
     unsigned                           baseline_known:1;
     unsigned                           capture:1;
     unsigned                           capture_failed:1;
-    unsigned                           audited:1;
+    unsigned                           logged:1;
     unsigned                           learned:1;
     unsigned                           json:1;
     unsigned                           error_json:1;
@@ -201,7 +201,7 @@ char *ngx_http_studio_testusers_credentials_load(ngx_conf_t *cf,
 ngx_int_t ngx_http_studio_testusers_credentials_stage(ngx_http_request_t *r,
     ngx_http_studio_testusers_ctx_t *ctx,
     ngx_http_studio_testusers_credentials_t *cred);
-ngx_int_t ngx_http_studio_testusers_credentials_inject(ngx_http_request_t *r,
+void ngx_http_studio_testusers_credentials_inject(ngx_http_request_t *r,
     ngx_http_studio_testusers_ctx_t *ctx);
 void ngx_http_studio_testusers_credentials_withdraw(ngx_http_request_t *r,
     ngx_http_studio_testusers_ctx_t *ctx);
@@ -222,6 +222,8 @@ ngx_int_t ngx_http_studio_testusers_audit_prepare(ngx_http_request_t *r,
 ngx_int_t ngx_http_studio_testusers_audit_intent(ngx_http_request_t *r,
     ngx_http_studio_testusers_ctx_t *ctx);
 ngx_int_t ngx_http_studio_testusers_audit_init(ngx_conf_t *cf);
+void ngx_http_studio_testusers_audit_request(ngx_http_request_t *r,
+    ngx_http_studio_testusers_ctx_t *ctx);
 ngx_int_t ngx_http_studio_testusers_audit_identity(ngx_http_request_t *r,
     ngx_http_studio_testusers_ctx_t *ctx, const unsigned char *p, size_t len);
 
@@ -229,7 +231,7 @@ char *ngx_http_studio_testusers_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_studio_testusers_lock(ngx_shm_zone_t *zone,
     ngx_http_request_t *r, ngx_str_t *sid, void **handle);
-void ngx_http_studio_testusers_unlock_now(void *handle);
+void ngx_http_studio_testusers_unlock(void *handle);
 void ngx_http_studio_testusers_count_policy(ngx_shm_zone_t *zone,
     ngx_uint_t conflict);
 

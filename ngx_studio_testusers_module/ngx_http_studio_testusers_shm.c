@@ -486,7 +486,13 @@ ngx_http_studio_testusers_zone_metrics(ngx_shm_zone_t *zone)
 }
 
 
-static void
+/*
+ * The pool cleanup of a lock, and called directly as soon as the response
+ * is complete: a request can outlive its response (lingering close, slow
+ * clients), and the next POST should not wait.
+ */
+
+void
 ngx_http_studio_testusers_unlock(void *data)
 {
     ngx_http_studio_testusers_unlock_t *u = data;
@@ -511,18 +517,6 @@ ngx_http_studio_testusers_unlock(void *data)
     ngx_shmtx_unlock(&zctx->shpool->mutex);
 
     u->lock = NULL;
-}
-
-
-/*
- * As soon as the response is complete: a request can outlive its response
- * (lingering close, slow clients), and the next POST should not wait.
- */
-
-void
-ngx_http_studio_testusers_unlock_now(void *handle)
-{
-    ngx_http_studio_testusers_unlock(handle);
 }
 
 
