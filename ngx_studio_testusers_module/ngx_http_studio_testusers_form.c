@@ -9,11 +9,19 @@
 
 #include "ngx_http_studio_testusers_form.h"
 
+#if (defined __x86_64__ && defined __GNUC__)
+#define STU_X86  1
+#include <immintrin.h>
+#endif
+
 
 #define STU_ONES         0x0101010101010101ULL
 #define STU_HIGHS        0x8080808080808080ULL
 #define stu_has_zero(v)  (((v) - STU_ONES) & ~(v) & STU_HIGHS)
 #define stu_has_byte(w, b)  stu_has_zero((w) ^ (STU_ONES * (b)))
+
+/* a printable ASCII byte, 0x20 to 0x7e: what stu_check_identity() passes */
+#define stu_printable(c)  ((unsigned char) ((c) - 0x20) < 0x5f)
 
 
 #define STU_KEY          "TestUsers"
@@ -44,10 +52,218 @@ static const unsigned char  stu_hex[256] = {
 };
 
 
-/* bytes that end a run of plain value bytes */
-static const unsigned char  stu_value_special[256] = {
-    ['%'] = 1, ['&'] = 1, ['+'] = 1, ['='] = 1
+/*
+ * A plain byte needs neither decoding nor checking: printable ASCII other
+ * than the four the syntax gives a meaning to.  Runs of plain bytes are
+ * copied whole; any other byte ends the run and takes the byte path.
+ */
+
+static const unsigned char  stu_plain[256] = {
+#define N16 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+#define P16 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
+    N16, N16,
+    1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 0, 1, 1, 1, 1,     /*  %&  +     */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1,     /*      =     */
+    P16, P16, P16,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,     /*  DEL       */
+    N16, N16, N16, N16, N16, N16, N16, N16
+#undef N16
+#undef P16
 };
+
+
+typedef const unsigned char *(*stu_scan_pt)(const unsigned char *p,
+    const unsigned char *end);
+
+static const unsigned char *stu_scan_word(const unsigned char *p,
+    const unsigned char *end);
+#if (STU_X86)
+static const unsigned char *stu_scan_sse2(const unsigned char *p,
+    const unsigned char *end);
+static const unsigned char *stu_scan_avx2(const unsigned char *p,
+    const unsigned char *end);
+#endif
+
+static stu_scan_pt  stu_scan;
+
+
+/* returns the first byte of [p, end) that is not plain, or end */
+
+static const unsigned char *
+stu_scan_word(const unsigned char *p, const unsigned char *end)
+{
+    uint64_t  w, del;
+
+    while (end - p >= 8) {
+        memcpy(&w, p, 8);
+        del = w ^ (STU_ONES * 0x7f);
+
+        /* a byte >= 0x80, < 0x20, 0x7f, or one of "%&+=" */
+
+        if (((w | ((w - STU_ONES * 0x20) & ~w) | ((del - STU_ONES) & ~del))
+             & STU_HIGHS)
+            | stu_has_byte(w, '%') | stu_has_byte(w, '&')
+            | stu_has_byte(w, '+') | stu_has_byte(w, '='))
+        {
+            break;
+        }
+
+        p += 8;
+    }
+
+    while (p < end && stu_plain[*p]) {
+        p++;
+    }
+
+    return p;
+}
+
+
+#if (STU_X86)
+
+/*
+ * x + 0x60 maps 0x20..0x7e onto -128..-34 as signed bytes and every other
+ * byte above -34: one add and one signed compare test printability.
+ */
+
+static const unsigned char *
+stu_scan_sse2(const unsigned char *p, const unsigned char *end)
+{
+    int      m;
+    __m128i  v, s, bias, lim;
+
+    bias = _mm_set1_epi8(0x60);
+    lim = _mm_set1_epi8(-33);
+
+    while (end - p >= 16) {
+        v = _mm_loadu_si128((const __m128i *) p);
+
+        s = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('%')),
+                                      _mm_cmpeq_epi8(v, _mm_set1_epi8('&'))),
+                         _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('+')),
+                                      _mm_cmpeq_epi8(v, _mm_set1_epi8('='))));
+
+        m = _mm_movemask_epi8(
+                _mm_andnot_si128(s, _mm_cmplt_epi8(_mm_add_epi8(v, bias),
+                                                   lim)));
+        if (m != 0xffff) {
+            return p + __builtin_ctz(~m);
+        }
+
+        p += 16;
+    }
+
+    while (p < end && stu_plain[*p]) {
+        p++;
+    }
+
+    return p;
+}
+
+
+/*
+ * The four syntax bytes have distinct low nibbles: a table lookup by low
+ * nibble gives the only syntax byte each byte could be.  A byte of zero
+ * matches its own (zero) entry, but it is not printable anyway.
+ */
+
+__attribute__((target("avx2")))
+static const unsigned char *
+stu_scan_avx2(const unsigned char *p, const unsigned char *end)
+{
+    uint32_t  m;
+    __m256i   v, s, lut, low, bias, lim;
+
+    lut = _mm256_setr_epi8(0, 0, 0, 0, 0, '%', '&', 0,
+                           0, 0, 0, '+', 0, '=', 0, 0,
+                           0, 0, 0, 0, 0, '%', '&', 0,
+                           0, 0, 0, '+', 0, '=', 0, 0);
+    low = _mm256_set1_epi8(0x0f);
+    bias = _mm256_set1_epi8(0x60);
+    lim = _mm256_set1_epi8(-33);
+
+    while (end - p >= 32) {
+        v = _mm256_loadu_si256((const __m256i *) p);
+
+        s = _mm256_cmpeq_epi8(
+                _mm256_shuffle_epi8(lut, _mm256_and_si256(v, low)), v);
+
+        m = (uint32_t) _mm256_movemask_epi8(
+                _mm256_andnot_si256(s, _mm256_cmpgt_epi8(
+                                           lim, _mm256_add_epi8(v, bias))));
+        if (m != 0xffffffff) {
+            return p + __builtin_ctz(~m);
+        }
+
+        p += 32;
+    }
+
+    return stu_scan_sse2(p, end);
+}
+
+#endif
+
+
+int
+stu_form_scanner(stu_scan_e scan)
+{
+    switch (scan) {
+
+    case STU_SCAN_WORD:
+        stu_scan = stu_scan_word;
+        return 1;
+
+#if (STU_X86)
+    case STU_SCAN_SSE2:
+        stu_scan = stu_scan_sse2;
+        return 1;
+
+    case STU_SCAN_AVX2:
+        __builtin_cpu_init();
+
+        if (!__builtin_cpu_supports("avx2")) {
+            return 0;
+        }
+
+        stu_scan = stu_scan_avx2;
+        return 1;
+#endif
+
+    case STU_SCAN_BEST:
+#if (STU_X86)
+        if (stu_form_scanner(STU_SCAN_AVX2)) {
+            return 1;
+        }
+
+        stu_scan = stu_scan_sse2;
+#else
+        stu_scan = stu_scan_word;
+#endif
+        return 1;
+
+    default:
+        return 0;
+    }
+}
+
+
+/* most runs are an identity's worth: no library call for those */
+
+static void
+stu_copy(unsigned char *dst, const unsigned char *src, size_t n)
+{
+    uint64_t  a, b;
+
+    if (n >= 8 && n <= 16) {
+        memcpy(&a, src, 8);
+        memcpy(&b, src + n - 8, 8);
+        memcpy(dst, &a, 8);
+        memcpy(dst + n - 8, &b, 8);
+        return;
+    }
+
+    memcpy(dst, src, n);
+}
 
 
 static stu_reason_e
@@ -68,6 +284,10 @@ stu_form_init(stu_form_t *f, stu_form_identity_pt handler, void *data)
     f->handler = handler;
     f->data = data;
     f->state = stu_st_key;
+
+    if (stu_scan == NULL) {
+        (void) stu_form_scanner(STU_SCAN_BEST);
+    }
 }
 
 
@@ -92,6 +312,7 @@ stu_form_key_end(stu_form_t *f)
     }
 
     f->value_len = 0;
+    f->unusual = 0;
 
     return STU_OK;
 }
@@ -102,7 +323,14 @@ stu_form_value_end(stu_form_t *f)
 {
     stu_reason_e  rc;
 
-    rc = stu_check_identity(f->value, f->value_len);
+    /* a value of printable ASCII passes stu_check_identity() if not empty */
+
+    if (f->unusual) {
+        rc = stu_check_identity(f->value, f->value_len);
+
+    } else {
+        rc = f->value_len ? STU_OK : STU_IDENTITY_EMPTY;
+    }
 
     if (rc == STU_OK && f->handler) {
         rc = f->handler(f->data, f->value, f->value_len);
@@ -129,6 +357,7 @@ stu_form_value_byte(stu_form_t *f, unsigned char c)
     }
 
     f->value[f->value_len++] = c;
+    f->unusual |= !stu_printable(c);
 
     return STU_OK;
 }
@@ -139,7 +368,6 @@ stu_form_feed(stu_form_t *f, const unsigned char *p, size_t len)
 {
     unsigned char         c, d;
     size_t                n;
-    uint64_t              w;
     stu_reason_e          rc;
     const unsigned char  *end, *run;
 
@@ -162,45 +390,68 @@ stu_form_feed(stu_form_t *f, const unsigned char *p, size_t len)
             f->pair_len = sizeof(STU_KEY);
             f->key_len = sizeof(STU_KEY) - 1;
             f->value_len = 0;
+            f->unusual = 0;
             f->state = stu_st_value;
         }
 
         if (f->state == stu_st_value) {
 
-            /* the hot path: find the end of a run of plain bytes */
+            /*
+             * The hot path: runs of plain bytes and whole escapes, until
+             * a byte that needs the state machine, or the piece's end.
+             */
 
-            run = p;
+            for ( ;; ) {
 
-            while (end - p >= 8) {
-                memcpy(&w, p, 8);
+                if (*p == '%') {
+                    if (end - p < 3) {
+                        break;
+                    }
 
-                if (stu_has_byte(w, '%') | stu_has_byte(w, '&')
-                    | stu_has_byte(w, '+') | stu_has_byte(w, '='))
-                {
+                    d = stu_hex[p[1]];
+                    c = stu_hex[p[2]];
+
+                    if ((d | c) & 0xf0) {
+                        return stu_form_fail(f, STU_MALFORMED_ESCAPE, 1);
+                    }
+
+                    p += 3;
+                    f->pair_len += 3;
+
+                    if (stu_form_value_byte(f, (unsigned char) (d << 4 | c))
+                        != STU_OK)
+                    {
+                        return f->error;
+                    }
+
+                    if (p == end) {
+                        break;
+                    }
+
+                    continue;
+                }
+
+                run = p;
+                p = stu_scan(p, end);
+                n = p - run;
+
+                if (n) {
+                    if (n > STU_IDENTITY_MAX - f->value_len) {
+                        return stu_form_fail(f, STU_IDENTITY_TOO_LONG, 1);
+                    }
+
+                    stu_copy(f->value + f->value_len, run, n);
+                    f->value_len += n;
+                    f->pair_len += n;
+                }
+
+                if (p == end || *p != '%') {
                     break;
                 }
-
-                p += 8;
             }
 
-            while (p < end && !stu_value_special[*p]) {
-                p++;
-            }
-
-            n = p - run;
-
-            if (n) {
-                if (n > STU_IDENTITY_MAX - f->value_len) {
-                    return stu_form_fail(f, STU_IDENTITY_TOO_LONG, 1);
-                }
-
-                memcpy(f->value + f->value_len, run, n);
-                f->value_len += n;
-                f->pair_len += n;
-
-                if (p == end) {
-                    break;
-                }
+            if (p == end) {
+                break;
             }
         }
 
@@ -290,6 +541,7 @@ stu_form_feed(stu_form_t *f, const unsigned char *p, size_t len)
                 break;
 
             case '%':
+                /* an escape cut by the piece's end */
                 f->state = stu_st_value_hex1;
                 continue;
 
@@ -297,8 +549,13 @@ stu_form_feed(stu_form_t *f, const unsigned char *p, size_t len)
                 rc = stu_form_value_byte(f, ' ');
                 break;
 
-            default: /* '=': parsers disagree on it, so refuse it */
+            case '=':
+                /* parsers disagree on it, so refuse it */
                 return stu_form_fail(f, STU_MALFORMED_FORM, 1);
+
+            default:
+                /* a control byte or raw non-ASCII: checked at the end */
+                rc = stu_form_value_byte(f, c);
             }
 
             break;

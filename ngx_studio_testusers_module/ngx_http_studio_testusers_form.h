@@ -36,6 +36,8 @@ typedef struct {
 
     unsigned               state;
     unsigned               hi;           /* first digit of an escape */
+    unsigned               unusual;      /* value has a byte not printable
+                                            ASCII: check it at its end */
     size_t                 pair_len;     /* raw bytes of the current pair */
     size_t                 key_len;
     size_t                 value_len;
@@ -44,6 +46,19 @@ typedef struct {
 } stu_form_t;
 
 
+/*
+ * How runs of plain bytes are found: the best the CPU has by default; the
+ * tests run each one.  Returns 0 if this machine cannot run it.
+ */
+typedef enum {
+    STU_SCAN_BEST = 0,
+    STU_SCAN_WORD,
+    STU_SCAN_SSE2,
+    STU_SCAN_AVX2
+} stu_scan_e;
+
+
+int stu_form_scanner(stu_scan_e scan);
 void stu_form_init(stu_form_t *f, stu_form_identity_pt handler, void *data);
 stu_reason_e stu_form_feed(stu_form_t *f, const unsigned char *p, size_t len);
 stu_reason_e stu_form_finish(stu_form_t *f);

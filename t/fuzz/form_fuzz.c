@@ -477,24 +477,45 @@ static void
 fz_form(const unsigned char *body, size_t size, unsigned char seed)
 {
     size_t          bufsize;
+    unsigned        s;
     unsigned char  *bufs;
-    fz_result_t     whole, pieces, ref;
+    fz_result_t     whole, pieces, ref, other;
+
+    static const stu_scan_e  scanners[] = {
+        STU_SCAN_WORD, STU_SCAN_SSE2, STU_SCAN_AVX2
+    };
 
     /* each identity is no longer than its raw bytes */
     bufsize = size + (size + 1) * sizeof(size_t);
 
-    bufs = malloc(3 * bufsize + 1);
+    bufs = malloc(4 * bufsize + 1);
     fz_assert(bufs != NULL);
 
     whole.h.seen = bufs;
     pieces.h.seen = bufs + bufsize;
     ref.h.seen = bufs + 2 * bufsize;
-    whole.h.size = pieces.h.size = ref.h.size = bufsize;
+    other.h.seen = bufs + 3 * bufsize;
+    whole.h.size = pieces.h.size = ref.h.size = other.h.size = bufsize;
 
-    /* the whole, the reference, the pieces */
+    /* every way of scanning plain runs decodes the same */
 
+    fz_assert(stu_form_scanner(scanners[0]));
+    fz_run(body, size, -1, 0, 0, &whole);
+
+    for (s = 1; s < sizeof(scanners) / sizeof(scanners[0]); s++) {
+        if (stu_form_scanner(scanners[s])) {
+            fz_run(body, size, -1, 0, 0, &other);
+            fz_same(&whole, &other);
+        }
+    }
+
+    /* the whole, the reference, the pieces (with the scanner size picks) */
+
+    fz_assert(stu_form_scanner(STU_SCAN_BEST));
     fz_run(body, size, -1, 0, 0, &whole);
     fz_invariants(&whole, size);
+
+    (void) stu_form_scanner(scanners[size % 3]);
 
     ref.h.fail_at = 0;
     ref.h.calls = 0;
@@ -520,6 +541,8 @@ fz_form(const unsigned char *body, size_t size, unsigned char seed)
 
     fz_run(body, size, seed & 3, seed >> 2, (seed >> 6) + 1, &pieces);
     fz_same(&whole, &pieces);
+
+    fz_assert(stu_form_scanner(STU_SCAN_BEST));
 
     free(bufs);
 }

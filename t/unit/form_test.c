@@ -18,6 +18,7 @@
 
 #define T_SEEN_MAX     8192
 #define T_BODY_MAX     16384
+#define T_IDVAL        200
 
 #define L(s)           s, sizeof(s) - 1
 
@@ -1081,20 +1082,128 @@ t_handlers(void)
 }
 
 
+/*
+ * Every byte value at every offset of a long value, under one scanner:
+ * the vector scanners must stop exactly where a byte stops being plain,
+ * in a whole vector, in the tail after it, and at the piece's end.
+ */
+
+static void
+t_scanner_bytes(const char *scanner)
+{
+    char           body[200], value[T_IDVAL];
+    size_t         klen, vlen, pos, b, bad, ids, expect_pos, expect_ids;
+    stu_form_t     f;
+    stu_reason_e   rc, expect;
+
+    klen = sizeof("TestUsers=") - 1;
+    bad = 0;
+
+    for (vlen = 1; vlen <= 130; vlen += (vlen < 40) ? 1 : 9) {
+        for (pos = 0; pos < vlen; pos++) {
+            for (b = 0; b < 256; b++) {
+
+                memcpy(body, "TestUsers=", klen);
+                memset(body + klen, 'x', vlen);
+                body[klen + pos] = (char) b;
+
+                memcpy(value, body + klen, vlen);
+
+                expect_pos = 1;
+                expect_ids = 0;
+
+                if (b == '%') {
+                    expect = STU_MALFORMED_ESCAPE;
+
+                } else if (b == '=') {
+                    expect = STU_MALFORMED_FORM;
+
+                } else if (b == '&') {
+                    if (pos == 0) {
+                        expect = STU_IDENTITY_EMPTY;
+
+                    } else if (pos == vlen - 1) {
+                        expect = STU_MALFORMED_FORM;    /* trailing '&' */
+                        expect_pos = 0;
+                        expect_ids = 1;
+
+                    } else {
+                        expect = STU_UNKNOWN_PARAMETER;
+                        expect_pos = 0;
+                        expect_ids = 1;
+                    }
+
+                } else {
+                    if (b == '+') {
+                        value[pos] = ' ';
+                    }
+
+                    expect = stu_check_identity((unsigned char *) value,
+                                                vlen);
+                    expect_ids = (expect == STU_OK);
+                    expect_pos = (expect == STU_OK) ? 0 : 1;
+                }
+
+                stu_form_init(&f, NULL, NULL);
+                stu_form_feed(&f, (unsigned char *) body, klen + vlen);
+                rc = stu_form_finish(&f);
+                ids = f.identities;
+
+                if (rc != expect || f.position != expect_pos
+                    || ids != expect_ids)
+                {
+                    if (bad++ == 0) {
+                        tap_diag("%s: byte 0x%02zx at %zu of %zu: reason %d "
+                                 "position %zu identities %zu, expected "
+                                 "%d %zu %zu", scanner, b, pos, vlen,
+                                 (int) rc, f.position, ids, (int) expect,
+                                 expect_pos, expect_ids);
+                    }
+                }
+            }
+        }
+    }
+
+    tap_ok(bad == 0, "scanner %s: every byte at every offset (%zu wrong)",
+           scanner, bad);
+}
+
+
 int
 main(void)
 {
-    size_t           i;
+    size_t           i, s;
     const t_case_t  *c;
 
-    for (i = 0; i < sizeof(t_cases) / sizeof(t_cases[0]); i++) {
-        c = &t_cases[i];
-        t_form(c->name, c->body, c->len, c->reason, c->position,
-               c->identities, c->expect, c->elen, 0, STU_OK);
-    }
+    static const struct {
+        stu_scan_e   scan;
+        const char  *name;
+    } scanners[] = {
+        { STU_SCAN_WORD, "word" },
+        { STU_SCAN_SSE2, "sse2" },
+        { STU_SCAN_AVX2, "avx2" },
+        { STU_SCAN_BEST, "best" }
+    };
 
-    t_lengths();
-    t_handlers();
+    for (s = 0; s < sizeof(scanners) / sizeof(scanners[0]); s++) {
+
+        if (!stu_form_scanner(scanners[s].scan)) {
+            tap_diag("scanner %s: not on this machine", scanners[s].name);
+            continue;
+        }
+
+        tap_diag("scanner %s", scanners[s].name);
+
+        for (i = 0; i < sizeof(t_cases) / sizeof(t_cases[0]); i++) {
+            c = &t_cases[i];
+            t_form(c->name, c->body, c->len, c->reason, c->position,
+                   c->identities, c->expect, c->elen, 0, STU_OK);
+        }
+
+        t_lengths();
+        t_handlers();
+        t_scanner_bytes(scanners[s].name);
+    }
 
     return tap_done();
 }
