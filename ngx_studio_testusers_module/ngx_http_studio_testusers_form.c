@@ -318,22 +318,24 @@ stu_form_key_end(stu_form_t *f)
 }
 
 
+/* value: f->value, or a whole plain run in the caller's piece */
+
 static stu_reason_e
-stu_form_value_end(stu_form_t *f)
+stu_form_value_end(stu_form_t *f, const unsigned char *value, size_t len)
 {
     stu_reason_e  rc;
 
     /* a value of printable ASCII passes stu_check_identity() if not empty */
 
     if (f->unusual) {
-        rc = stu_check_identity(f->value, f->value_len);
+        rc = stu_check_identity(value, len);
 
     } else {
-        rc = f->value_len ? STU_OK : STU_IDENTITY_EMPTY;
+        rc = len ? STU_OK : STU_IDENTITY_EMPTY;
     }
 
     if (rc == STU_OK && f->handler) {
-        rc = f->handler(f->data, f->value, f->value_len);
+        rc = f->handler(f->data, value, len);
     }
 
     if (rc != STU_OK) {
@@ -440,6 +442,19 @@ stu_form_feed(stu_form_t *f, const unsigned char *p, size_t len)
                         return stu_form_fail(f, STU_IDENTITY_TOO_LONG, 1);
                     }
 
+                    if (f->value_len == 0 && p < end && *p == '&') {
+
+                        /* a whole value of plain bytes: used in place */
+
+                        p++;
+
+                        if (stu_form_value_end(f, run, n) != STU_OK) {
+                            return f->error;
+                        }
+
+                        break;
+                    }
+
                     stu_copy(f->value + f->value_len, run, n);
                     f->value_len += n;
                     f->pair_len += n;
@@ -452,6 +467,10 @@ stu_form_feed(stu_form_t *f, const unsigned char *p, size_t len)
 
             if (p == end) {
                 break;
+            }
+
+            if (f->state != stu_st_value) {
+                continue;
             }
         }
 
@@ -471,7 +490,7 @@ stu_form_feed(stu_form_t *f, const unsigned char *p, size_t len)
                 /* "TestUsers&": a key without a value */
 
                 if (stu_form_key_end(f) != STU_OK
-                    || stu_form_value_end(f) != STU_OK)
+                    || stu_form_value_end(f, f->value, f->value_len) != STU_OK)
                 {
                     return f->error;
                 }
@@ -537,7 +556,7 @@ stu_form_feed(stu_form_t *f, const unsigned char *p, size_t len)
             switch (c) {
 
             case '&':
-                rc = stu_form_value_end(f);
+                rc = stu_form_value_end(f, f->value, f->value_len);
                 break;
 
             case '%':
@@ -596,7 +615,7 @@ stu_form_finish(stu_form_t *f)
         /* fall through */
 
     case stu_st_value:
-        if (stu_form_value_end(f) != STU_OK) {
+        if (stu_form_value_end(f, f->value, f->value_len) != STU_OK) {
             return f->error;
         }
 

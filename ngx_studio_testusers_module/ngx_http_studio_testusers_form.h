@@ -19,7 +19,10 @@
 #include "ngx_http_studio_testusers_validate.h"
 
 
-/* called for every identity that passed the core checks */
+/*
+ * Called for every identity that passed the core checks; p points into
+ * the decoder or into the piece being fed, valid only during the call.
+ */
 typedef stu_reason_e (*stu_form_identity_pt)(void *data,
     const unsigned char *p, size_t len);
 

@@ -28,10 +28,20 @@ typedef struct {
 } ngx_http_studio_testusers_sh_t;
 
 
+/*
+ * The nodes of both trees begin so.  They are ordered by a key taken from
+ * the sid, then by the sid itself: keys may collide, and a client picks
+ * the sids.
+ */
+typedef struct {
+    ngx_rbtree_node_t                  node;
+    u_char                             sid[STU_FLOW_SID_LEN];
+} ngx_http_studio_testusers_sid_node_t;
+
+
 /* "a POST for this flow is in flight": whose, so a dead worker's can go */
 typedef struct {
-    ngx_rbtree_node_t                  node;    /* key: crc32 of the sid */
-    u_char                             sid[STU_FLOW_SID_LEN];
+    ngx_http_studio_testusers_sid_node_t   sn;
     ngx_pid_t                          pid;
     ngx_atomic_uint_t                  number;  /* connection number */
     void                              *owner;   /* r->main */
@@ -53,9 +63,8 @@ typedef struct {
 
 
 typedef struct {
-    ngx_rbtree_node_t                  node;    /* key: crc32 of the sid */
+    ngx_http_studio_testusers_sid_node_t   sn;
     ngx_queue_t                        queue;
-    u_char                             sid[STU_FLOW_SID_LEN];
     u_char                             key_id[8];
     ngx_uint_t                         n;
     u_char                             digests[1];
@@ -64,11 +73,11 @@ typedef struct {
 
 static ngx_int_t ngx_http_studio_testusers_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+static ngx_rbtree_key_t ngx_http_studio_testusers_sid_key(ngx_str_t *sid);
 static void ngx_http_studio_testusers_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
-static ngx_http_studio_testusers_flow_t *ngx_http_studio_testusers_lookup(
-    ngx_http_studio_testusers_zone_ctx_t *zctx, ngx_str_t *sid,
-    uint32_t hash);
+static ngx_http_studio_testusers_sid_node_t *ngx_http_studio_testusers_lookup(
+    ngx_rbtree_t *tree, ngx_str_t *sid, ngx_rbtree_key_t key);
 
 
 char *
@@ -209,7 +218,7 @@ ngx_http_studio_testusers_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_rbtree_init(&zctx->sh->rbtree, &zctx->sh->sentinel,
                     ngx_http_studio_testusers_rbtree_insert);
     ngx_rbtree_init(&zctx->sh->locks, &zctx->sh->locks_sentinel,
-                    ngx_rbtree_insert_value);
+                    ngx_http_studio_testusers_rbtree_insert);
     ngx_queue_init(&zctx->sh->lru);
 
     ngx_memzero(&zctx->sh->metrics,
@@ -237,12 +246,30 @@ ngx_http_studio_testusers_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
+/*
+ * The tree key: eight digits of the sid as they are.  Sids are random
+ * hex, so this spreads them; sids sharing those digits are told apart by
+ * the whole sid, as in the tree's order.
+ */
+
+static ngx_rbtree_key_t
+ngx_http_studio_testusers_sid_key(ngx_str_t *sid)
+{
+    uint32_t  a, b;
+
+    ngx_memcpy(&a, sid->data + 2, 4);
+    ngx_memcpy(&b, sid->data + 6, 4);
+
+    return a ^ (b << 1 | b >> 31);
+}
+
+
 static void
 ngx_http_studio_testusers_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
 {
-    ngx_rbtree_node_t                **p;
-    ngx_http_studio_testusers_flow_t  *f, *ft;
+    ngx_rbtree_node_t                     **p;
+    ngx_http_studio_testusers_sid_node_t   *n, *t;
 
     for ( ;; ) {
 
@@ -254,10 +281,10 @@ ngx_http_studio_testusers_rbtree_insert(ngx_rbtree_node_t *temp,
 
         } else { /* node->key == temp->key */
 
-            f = (ngx_http_studio_testusers_flow_t *) node;
-            ft = (ngx_http_studio_testusers_flow_t *) temp;
+            n = (ngx_http_studio_testusers_sid_node_t *) node;
+            t = (ngx_http_studio_testusers_sid_node_t *) temp;
 
-            p = (ngx_memcmp(f->sid, ft->sid, STU_FLOW_SID_LEN) < 0)
+            p = (ngx_memcmp(n->sid, t->sid, STU_FLOW_SID_LEN) < 0)
                 ? &temp->left : &temp->right;
         }
 
@@ -276,30 +303,30 @@ ngx_http_studio_testusers_rbtree_insert(ngx_rbtree_node_t *temp,
 }
 
 
-static ngx_http_studio_testusers_flow_t *
-ngx_http_studio_testusers_lookup(ngx_http_studio_testusers_zone_ctx_t *zctx,
-    ngx_str_t *sid, uint32_t hash)
+static ngx_http_studio_testusers_sid_node_t *
+ngx_http_studio_testusers_lookup(ngx_rbtree_t *tree, ngx_str_t *sid,
+    ngx_rbtree_key_t key)
 {
-    ngx_int_t                          rc;
-    ngx_rbtree_node_t                 *node, *sentinel;
-    ngx_http_studio_testusers_flow_t  *f;
+    ngx_int_t                              rc;
+    ngx_rbtree_node_t                     *node, *sentinel;
+    ngx_http_studio_testusers_sid_node_t  *n;
 
-    node = zctx->sh->rbtree.root;
-    sentinel = zctx->sh->rbtree.sentinel;
+    node = tree->root;
+    sentinel = tree->sentinel;
 
     while (node != sentinel) {
 
-        if (hash != node->key) {
-            node = (hash < node->key) ? node->left : node->right;
+        if (key != node->key) {
+            node = (key < node->key) ? node->left : node->right;
             continue;
         }
 
-        f = (ngx_http_studio_testusers_flow_t *) node;
+        n = (ngx_http_studio_testusers_sid_node_t *) node;
 
-        rc = ngx_memcmp(sid->data, f->sid, STU_FLOW_SID_LEN);
+        rc = ngx_memcmp(sid->data, n->sid, STU_FLOW_SID_LEN);
 
         if (rc == 0) {
-            return f;
+            return n;
         }
 
         node = (rc < 0) ? node->left : node->right;
@@ -323,8 +350,9 @@ ngx_http_studio_testusers_baseline_get(ngx_shm_zone_t *zone, ngx_str_t *sid,
 
     ngx_shmtx_lock(&zctx->shpool->mutex);
 
-    f = ngx_http_studio_testusers_lookup(zctx, sid,
-                                         ngx_crc32_short(sid->data, sid->len));
+    f = (ngx_http_studio_testusers_flow_t *)
+            ngx_http_studio_testusers_lookup(&zctx->sh->rbtree, sid,
+                                     ngx_http_studio_testusers_sid_key(sid));
 
     if (f && ngx_memcmp(f->key_id, key_id, sizeof(f->key_id)) == 0) {
         size = f->n * NGX_HTTP_STU_TOKEN_LEN;
@@ -354,7 +382,7 @@ ngx_http_studio_testusers_flow_free(ngx_http_studio_testusers_zone_ctx_t *zctx,
     ngx_http_studio_testusers_flow_t *f)
 {
     ngx_queue_remove(&f->queue);
-    ngx_rbtree_delete(&zctx->sh->rbtree, &f->node);
+    ngx_rbtree_delete(&zctx->sh->rbtree, &f->sn.node);
     ngx_slab_free_locked(zctx->shpool, f);
 }
 
@@ -364,20 +392,21 @@ ngx_http_studio_testusers_baseline_set(ngx_shm_zone_t *zone, ngx_str_t *sid,
     u_char *key_id, u_char *digests, ngx_uint_t n, ngx_log_t *log)
 {
     size_t                                 size;
-    uint32_t                               hash;
     ngx_uint_t                             i;
+    ngx_rbtree_key_t                       key;
     ngx_queue_t                           *q;
     ngx_http_studio_testusers_flow_t      *f;
     ngx_http_studio_testusers_zone_ctx_t  *zctx;
 
     zctx = zone->data;
-    hash = ngx_crc32_short(sid->data, sid->len);
+    key = ngx_http_studio_testusers_sid_key(sid);
     size = offsetof(ngx_http_studio_testusers_flow_t, digests)
            + n * NGX_HTTP_STU_TOKEN_LEN;
 
     ngx_shmtx_lock(&zctx->shpool->mutex);
 
-    f = ngx_http_studio_testusers_lookup(zctx, sid, hash);
+    f = (ngx_http_studio_testusers_flow_t *)
+            ngx_http_studio_testusers_lookup(&zctx->sh->rbtree, sid, key);
 
     if (f) {
         ngx_http_studio_testusers_flow_free(zctx, f);
@@ -406,13 +435,13 @@ ngx_http_studio_testusers_baseline_set(ngx_shm_zone_t *zone, ngx_str_t *sid,
         return;
     }
 
-    f->node.key = hash;
-    ngx_memcpy(f->sid, sid->data, STU_FLOW_SID_LEN);
+    f->sn.node.key = key;
+    ngx_memcpy(f->sn.sid, sid->data, STU_FLOW_SID_LEN);
     ngx_memcpy(f->key_id, key_id, sizeof(f->key_id));
     f->n = n;
     ngx_memcpy(f->digests, digests, n * NGX_HTTP_STU_TOKEN_LEN);
 
-    ngx_rbtree_insert(&zctx->sh->rbtree, &f->node);
+    ngx_rbtree_insert(&zctx->sh->rbtree, &f->sn.node);
     ngx_queue_insert_head(&zctx->sh->lru, &f->queue);
 
     ngx_shmtx_unlock(&zctx->shpool->mutex);
@@ -429,8 +458,9 @@ ngx_http_studio_testusers_baseline_forget(ngx_shm_zone_t *zone, ngx_str_t *sid)
 
     ngx_shmtx_lock(&zctx->shpool->mutex);
 
-    f = ngx_http_studio_testusers_lookup(zctx, sid,
-                                         ngx_crc32_short(sid->data, sid->len));
+    f = (ngx_http_studio_testusers_flow_t *)
+            ngx_http_studio_testusers_lookup(&zctx->sh->rbtree, sid,
+                                     ngx_http_studio_testusers_sid_key(sid));
     if (f) {
         ngx_http_studio_testusers_flow_free(zctx, f);
     }
@@ -510,7 +540,7 @@ ngx_http_studio_testusers_unlock(void *data)
     /* it may have been taken over after this worker was thought dead */
 
     if (u->lock->pid == u->pid && u->lock->number == u->number) {
-        ngx_rbtree_delete(&zctx->sh->locks, &u->lock->node);
+        ngx_rbtree_delete(&zctx->sh->locks, &u->lock->sn.node);
         ngx_slab_free_locked(zctx->shpool, u->lock);
     }
 
@@ -532,16 +562,15 @@ ngx_int_t
 ngx_http_studio_testusers_lock(ngx_shm_zone_t *zone, ngx_http_request_t *r,
     ngx_str_t *sid, void **handle)
 {
-    uint32_t                               hash;
     ngx_queue_t                           *q;
-    ngx_rbtree_node_t                     *node, *sentinel;
+    ngx_rbtree_key_t                       key;
     ngx_pool_cleanup_t                    *cln;
     ngx_http_studio_testusers_lock_t      *lock;
     ngx_http_studio_testusers_unlock_t    *u;
     ngx_http_studio_testusers_zone_ctx_t  *zctx;
 
     zctx = zone->data;
-    hash = ngx_crc32_short(sid->data, sid->len);
+    key = ngx_http_studio_testusers_sid_key(sid);
 
     cln = ngx_pool_cleanup_add(r->pool,
                                sizeof(ngx_http_studio_testusers_unlock_t));
@@ -551,25 +580,8 @@ ngx_http_studio_testusers_lock(ngx_shm_zone_t *zone, ngx_http_request_t *r,
 
     ngx_shmtx_lock(&zctx->shpool->mutex);
 
-    node = zctx->sh->locks.root;
-    sentinel = zctx->sh->locks.sentinel;
-    lock = NULL;
-
-    while (node != sentinel) {
-        if (hash != node->key) {
-            node = (hash < node->key) ? node->left : node->right;
-            continue;
-        }
-
-        lock = (ngx_http_studio_testusers_lock_t *) node;
-
-        if (ngx_memcmp(lock->sid, sid->data, STU_FLOW_SID_LEN) == 0) {
-            break;
-        }
-
-        lock = NULL;
-        node = node->right;
-    }
+    lock = (ngx_http_studio_testusers_lock_t *)
+               ngx_http_studio_testusers_lookup(&zctx->sh->locks, sid, key);
 
     if (lock
         && lock->pid == ngx_pid && lock->owner == r->main
@@ -618,9 +630,9 @@ ngx_http_studio_testusers_lock(ngx_shm_zone_t *zone, ngx_http_request_t *r,
             return NGX_DECLINED;
         }
 
-        lock->node.key = hash;
-        ngx_memcpy(lock->sid, sid->data, STU_FLOW_SID_LEN);
-        ngx_rbtree_insert(&zctx->sh->locks, &lock->node);
+        lock->sn.node.key = key;
+        ngx_memcpy(lock->sn.sid, sid->data, STU_FLOW_SID_LEN);
+        ngx_rbtree_insert(&zctx->sh->locks, &lock->sn.node);
     }
 
     lock->pid = ngx_pid;

@@ -22,6 +22,9 @@ my $F = FLOW;
 my $F2 = FLOW2;
 my $F3 = 'FW' . ('a' x 32);
 
+# flows alike in the digits the zone's trees are keyed on
+my @COLLIDE = map { 'FW' . ('0' x 8) . sprintf('%024x', $_) } 1 .. 3;
+
 $t->write_file('htpasswd', join '', map { "$_:{PLAIN}pw\n" } qw(alpha beta gamma dave));
 
 my $loc = <<'LOC';
@@ -101,7 +104,7 @@ $loc
         listen 127.0.0.1:%%PORT_RULES%%;
         client_body_buffer_size 1k;
         location /v2/ {
-            studio_testusers_flows $F $F3;
+            studio_testusers_flows $F $F3 @COLLIDE;
             studio_testusers_methods POST;
             studio_testusers_max_identities 1000;
 $loc
@@ -330,6 +333,18 @@ $t->clear_recorded;
     my @c = map { post_bg('rules', 0.5, id => "x$_") } 1 .. 2;
     my @s = sort map { my $x = $_->response(5); $x ? $x->{status} : 0 } @c;
     is("@s", '200 409', 'two simultaneous POSTs: one forwarded, one 409');
+}
+
+# flows that share the digits the lock tree is keyed on are still told
+# apart: three locks held, each flow answers 409, none is locked twice
+{
+    my @flows = @COLLIDE;
+    my @c = map { post_bg('rules', 1, flow => $_, id => "k$_") } @flows;
+    sleep 0.3;
+    my @s = map { as('rules', undef, 'POST', form_body('z'), flow => $_)->{status} } @flows;
+    is("@s", '409 409 409', 'flows with colliding tree keys: each one locked');
+    @s = map { my $x = $_->response(5); $x ? $x->{status} : 0 } @c;
+    is("@s", '200 200 200', 'flows with colliding tree keys: each first POST forwarded');
 }
 
 # released after an upstream timeout (proxy_read_timeout 2s)
