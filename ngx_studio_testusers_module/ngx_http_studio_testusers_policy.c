@@ -607,6 +607,7 @@ static uint32_t
 ngx_http_studio_testusers_hash(u_char *p, size_t len)
 {
     u_char    *end;
+    uint32_t   lo, hi;
     uint64_t   a, b, c, d, h0, h1, *k;
 
     k = ngx_http_studio_testusers_hash_key;
@@ -650,10 +651,20 @@ ngx_http_studio_testusers_hash(u_char *p, size_t len)
         ngx_memcpy(&a, p, 8);
         ngx_memcpy(&b, end - 8, 8);
 
+    } else if (end - p >= 4) {
+        ngx_memcpy(&lo, p, 4);
+        ngx_memcpy(&hi, end - 4, 4);
+        a = lo;
+        b = hi;
+
+    } else if (end > p) {
+        a = p[0] | (uint64_t) p[(end - p) / 2] << 8
+            | (uint64_t) end[-1] << 16;
+        b = 0;
+
     } else {
         a = 0;
         b = 0;
-        ngx_memcpy(&a, p, end - p);
     }
 
     h1 = ngx_http_studio_testusers_mix(a ^ k[0] ^ h1, b ^ k[1] ^ len);

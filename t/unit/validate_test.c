@@ -346,6 +346,39 @@ t_path_checks(void)
 }
 
 
+/* every byte value at every digit position: valid exactly if hex */
+
+static void
+t_sid_every_byte(void)
+{
+    int            hex;
+    size_t         pos, b, bad;
+    unsigned char  sid[STU_FLOW_SID_LEN];
+
+    bad = 0;
+
+    for (pos = 2; pos < STU_FLOW_SID_LEN; pos++) {
+        for (b = 0; b < 256; b++) {
+            memcpy(sid, T_SID, STU_FLOW_SID_LEN);
+            sid[pos] = (unsigned char) b;
+
+            hex = (b >= '0' && b <= '9') || (b >= 'a' && b <= 'f')
+                  || (b >= 'A' && b <= 'F');
+
+            if (stu_flow_sid_valid(sid, STU_FLOW_SID_LEN) != hex) {
+                if (bad++ == 0) {
+                    tap_diag("sid: byte 0x%02zx at %zu judged wrongly",
+                             b, pos);
+                }
+            }
+        }
+    }
+
+    tap_ok(bad == 0, "sid: every byte at every digit position (%zu wrong)",
+           bad);
+}
+
+
 static void
 t_sid_checks(void)
 {
@@ -376,6 +409,8 @@ t_sid_checks(void)
            "sid: empty");
     tap_ok(!stu_flow_sid_valid((const unsigned char *) L("F")),
            "sid: one byte");
+
+    t_sid_every_byte();
 }
 
 
