@@ -212,10 +212,14 @@ ngx_http_studio_testusers_hmac_key(ngx_conf_t *cf, ngx_command_t *cmd,
 
 /* keeps a copy of an identity for the record and the duplicates check */
 
+#define NGX_HTTP_STU_IDS_CHUNK  65536
+
+
 ngx_int_t
 ngx_http_studio_testusers_audit_identity(ngx_http_request_t *r,
     ngx_http_studio_testusers_ctx_t *ctx, const unsigned char *p, size_t len)
 {
+    size_t      size;
     ngx_str_t  *id;
 
     if (ctx->identities == NULL) {
@@ -230,13 +234,36 @@ ngx_http_studio_testusers_audit_identity(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    id->data = ngx_pnalloc(r->pool, len);
-    if (id->data == NULL) {
-        return NGX_ERROR;
+    if ((size_t) (ctx->ids_end - ctx->ids_pos) < len) {
+
+        /*
+         * The identities are no longer than the body: room for all of
+         * them at once when its length is known, else growing chunks.
+         */
+
+        if (ctx->ids_size == 0 && r->headers_in.content_length_n > 0) {
+            size = (size_t) r->headers_in.content_length_n;
+
+        } else {
+            size = ctx->ids_size ? ctx->ids_size * 2 : 1024;
+        }
+
+        size = ngx_min(size, NGX_HTTP_STU_IDS_CHUNK);
+        size = ngx_max(size, len);
+
+        ctx->ids_pos = ngx_pnalloc(r->pool, size);
+        if (ctx->ids_pos == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->ids_end = ctx->ids_pos + size;
+        ctx->ids_size = size;
     }
 
-    ngx_memcpy(id->data, p, len);
+    id->data = ctx->ids_pos;
     id->len = len;
+
+    ctx->ids_pos = ngx_cpymem(ctx->ids_pos, p, len);
 
     return NGX_OK;
 }

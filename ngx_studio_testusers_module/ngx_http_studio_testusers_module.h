@@ -150,6 +150,9 @@ typedef struct {
     /* audit: the judging location's conf, identities, baseline snapshot */
     ngx_http_studio_testusers_loc_conf_t     *conf;
     ngx_array_t                       *identities;    /* of ngx_str_t */
+    u_char                            *ids_pos;       /* their bytes */
+    u_char                            *ids_end;
+    size_t                             ids_size;
     u_char                            *baseline;      /* sorted digests */
     ngx_uint_t                         baseline_n;
     ngx_buf_t                         *response;      /* upstream JSON */

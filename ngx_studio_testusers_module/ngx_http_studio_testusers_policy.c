@@ -10,7 +10,16 @@
  */
 
 
+#include <openssl/rand.h>
+
 #include "ngx_http_studio_testusers_module.h"
+
+#if (defined __SSE2__)
+#include <emmintrin.h>
+#define NGX_HTTP_STU_ALIGN16  __attribute__((aligned(16)))
+#else
+#define NGX_HTTP_STU_ALIGN16
+#endif
 
 
 static char *ngx_http_studio_testusers_policy_directive(ngx_conf_t *cf,
@@ -568,84 +577,95 @@ ngx_http_studio_testusers_violation(ngx_http_request_t *r,
 
 
 /*
- * A multiply-mix hash over 32 bytes a step, keyed per worker so that a
- * client cannot aim many identities at one slot.  A collision costs only
- * a memcmp(); the key keeps collisions from being chosen.
+ * The duplicates set's hash, keyed per worker so that a client cannot aim
+ * many identities at one slot (a collision costs a memcmp(), and chosen
+ * collisions would make the set quadratic).
+ *
+ * With SSE2 it is NH, the universal hash of UMAC: each 32-bit word is
+ * added to its own key word and pairs are multiplied into 64-bit sums, so
+ * two given identities collide with probability about 2^-32 whatever
+ * they are.  Key words cover an identity of STU_IDENTITY_MAX bytes.
  */
 
+#define NGX_HTTP_STU_NH_WORDS  ((STU_IDENTITY_MAX + 31) / 32 * 8 + 8)
+
+static uint32_t  ngx_http_studio_testusers_nh_key[NGX_HTTP_STU_NH_WORDS]
+                     NGX_HTTP_STU_ALIGN16;
 static uint64_t  ngx_http_studio_testusers_hash_key[4];
 
-
-#if (defined __SIZEOF_INT128__)
 
 static ngx_inline uint64_t
 ngx_http_studio_testusers_mix(uint64_t a, uint64_t b)
 {
+#if (defined __SIZEOF_INT128__)
     unsigned __int128  m;
 
     m = (unsigned __int128) a * b;
 
     return (uint64_t) m ^ (uint64_t) (m >> 64);
-}
-
 #else
-
-static ngx_inline uint64_t
-ngx_http_studio_testusers_mix(uint64_t a, uint64_t b)
-{
     uint64_t  m;
 
     m = (a ^ (b >> 29)) * (b | 1);
 
     return m ^ (m >> 32);
+#endif
 }
 
-#endif
 
+/* random() is seeded from the pid and the time: guessable, a last resort */
 
-static uint32_t
-ngx_http_studio_testusers_hash(u_char *p, size_t len)
+static void
+ngx_http_studio_testusers_hash_init(void)
 {
-    u_char    *end;
-    uint32_t   lo, hi;
-    uint64_t   a, b, c, d, h0, h1, *k;
+    ngx_uint_t  i;
+    uint64_t   *k;
 
     k = ngx_http_studio_testusers_hash_key;
 
-    if (k[0] == 0) {
-        k[0] = (uint64_t) ngx_random() << 32 ^ (uint64_t) ngx_random();
-        k[1] = (uint64_t) ngx_random() << 32 ^ (uint64_t) ngx_random();
-        k[2] = (uint64_t) ngx_random() << 32 ^ (uint64_t) ngx_random();
-        k[3] = (uint64_t) ngx_random() << 32 ^ (uint64_t) ngx_random();
+    if (RAND_bytes((u_char *) k, sizeof(ngx_http_studio_testusers_hash_key))
+        == 1
+        && RAND_bytes((u_char *) ngx_http_studio_testusers_nh_key,
+                      sizeof(ngx_http_studio_testusers_nh_key))
+           == 1)
+    {
         k[0] |= 1;
+        return;
     }
 
-    h0 = k[0] ^ len;
-    h1 = k[1];
+    for (i = 0; i < 4; i++) {
+        k[i] = (uint64_t) ngx_random() << 33 ^ (uint64_t) ngx_random() << 11
+               ^ (uint64_t) ngx_random();
+    }
+
+    k[0] |= 1;
+
+    for (i = 0; i < NGX_HTTP_STU_NH_WORDS; i++) {
+        ngx_http_studio_testusers_nh_key[i] =
+                              (uint32_t) (ngx_random() << 16 ^ ngx_random());
+    }
+}
+
+
+/* a multiply-mix over 16 bytes a step: without SSE2, or past the NH key */
+
+static uint32_t
+ngx_http_studio_testusers_hash_mix(u_char *p, size_t len)
+{
+    u_char    *end;
+    uint32_t   lo, hi;
+    uint64_t   a, b, h, *k;
+
+    k = ngx_http_studio_testusers_hash_key;
+    h = k[0] ^ len;
     end = p + len;
 
-    /* two independent lanes, so that the multiplies overlap */
-
-    while (end - p > 32) {
+    while (end - p > 16) {
         ngx_memcpy(&a, p, 8);
         ngx_memcpy(&b, p + 8, 8);
-        ngx_memcpy(&c, p + 16, 8);
-        ngx_memcpy(&d, p + 24, 8);
-
-        h0 = ngx_http_studio_testusers_mix(a ^ k[2] ^ h0, b ^ k[3]);
-        h1 = ngx_http_studio_testusers_mix(c ^ k[0] ^ h1, d ^ k[1]);
-
-        p += 32;
-    }
-
-    if (end - p > 16) {
-        ngx_memcpy(&a, p, 8);
-        ngx_memcpy(&b, p + 8, 8);
-        h0 = ngx_http_studio_testusers_mix(a ^ k[2] ^ h0, b ^ k[3]);
+        h = ngx_http_studio_testusers_mix(a ^ k[2] ^ h, b ^ k[3]);
         p += 16;
     }
-
-    /* the last 1 to 16 bytes, as two words that may overlap */
 
     if (end - p >= 8) {
         ngx_memcpy(&a, p, 8);
@@ -667,9 +687,101 @@ ngx_http_studio_testusers_hash(u_char *p, size_t len)
         b = 0;
     }
 
-    h1 = ngx_http_studio_testusers_mix(a ^ k[0] ^ h1, b ^ k[1] ^ len);
+    h = ngx_http_studio_testusers_mix(a ^ k[0] ^ h, b ^ k[1] ^ len);
 
-    return (uint32_t) ngx_http_studio_testusers_mix(h0 ^ k[3], h1 ^ k[2]);
+    return (uint32_t) h;
+}
+
+
+static uint32_t
+ngx_http_studio_testusers_hash(u_char *p, size_t len)
+{
+#if (defined __SSE2__)
+    u_char    *end;
+    uint32_t   lo, hi;
+    uint64_t   a, b, *k;
+    __m128i    acc0, acc1, s0, s1, *key;
+#endif
+
+    if (ngx_http_studio_testusers_hash_key[0] == 0) {
+        ngx_http_studio_testusers_hash_init();
+    }
+
+#if (defined __SSE2__)
+
+    if (len > NGX_HTTP_STU_NH_WORDS * 4 - 16) {
+        return ngx_http_studio_testusers_hash_mix(p, len);
+    }
+
+    k = ngx_http_studio_testusers_hash_key;
+    key = (__m128i *) ngx_http_studio_testusers_nh_key;
+    acc0 = _mm_setzero_si128();
+    acc1 = _mm_setzero_si128();
+    end = p + len;
+
+    /* whole 32-byte blocks, two lanes */
+
+    while (end - p > 32) {
+        s0 = _mm_add_epi32(_mm_loadu_si128((__m128i *) p), key[0]);
+        s1 = _mm_add_epi32(_mm_loadu_si128((__m128i *) (p + 16)), key[1]);
+
+        acc0 = _mm_add_epi64(acc0, _mm_mul_epu32(s0, _mm_srli_epi64(s0, 32)));
+        acc1 = _mm_add_epi64(acc1, _mm_mul_epu32(s1, _mm_srli_epi64(s1, 32)));
+
+        p += 32;
+        key += 2;
+    }
+
+    if (end - p > 16) {
+        s0 = _mm_add_epi32(_mm_loadu_si128((__m128i *) p), key[0]);
+        acc0 = _mm_add_epi64(acc0, _mm_mul_epu32(s0, _mm_srli_epi64(s0, 32)));
+        p += 16;
+    }
+
+    /* the last 1 to 16 bytes: as a block that may overlap the one before */
+
+    if (len >= 16) {
+        s1 = _mm_loadu_si128((__m128i *) (end - 16));
+
+    } else {
+        if (len >= 8) {
+            ngx_memcpy(&a, p, 8);
+            ngx_memcpy(&b, end - 8, 8);
+
+        } else if (len >= 4) {
+            ngx_memcpy(&lo, p, 4);
+            ngx_memcpy(&hi, end - 4, 4);
+            a = lo;
+            b = hi;
+
+        } else if (len) {
+            a = p[0] | (uint64_t) p[len / 2] << 8 | (uint64_t) end[-1] << 16;
+            b = 0;
+
+        } else {
+            a = 0;
+            b = 0;
+        }
+
+        s1 = _mm_set_epi64x((long long) b, (long long) a);
+    }
+
+    s1 = _mm_add_epi32(s1,
+              ((__m128i *) ngx_http_studio_testusers_nh_key)
+                                                 [NGX_HTTP_STU_NH_WORDS / 4 - 1]);
+    acc1 = _mm_add_epi64(acc1, _mm_mul_epu32(s1, _mm_srli_epi64(s1, 32)));
+
+    acc0 = _mm_add_epi64(acc0, acc1);
+    ngx_memcpy(&a, &acc0, 8);
+    ngx_memcpy(&b, (u_char *) &acc0 + 8, 8);
+
+    return (uint32_t) ngx_http_studio_testusers_mix(a ^ k[0],
+                                                    b ^ k[1] ^ len);
+#else
+
+    return ngx_http_studio_testusers_hash_mix(p, len);
+
+#endif
 }
 
 
