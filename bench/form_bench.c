@@ -9,14 +9,11 @@
  *   cc -std=c99 -O2 -I ngx_studio_testusers_module bench/form_bench.c \
  *      ngx_studio_testusers_module/ngx_http_studio_testusers_form.c \
  *      ngx_studio_testusers_module/ngx_http_studio_testusers_validate.c
- *   ./form_bench [seconds-per-case]     MB/s, best and median of 20 slices
+ *   ./form_bench [seconds-per-case]     MB/s, best and median of 20 slices,
+ *                                       with the best scanner, then the
+ *                                       portable one
  *   ./form_bench -n COUNT ids290|ids15  decode COUNT bodies, untimed (for
  *                                       counting instructions with callgrind)
- *
- * Also times, for comparison, a copy of nginx's ngx_crc32_short() (the
- * nibble-table CRC32 from src/core/ngx_crc32.h), which the module's
- * duplicate check runs over every decoded identity: it is not part of the
- * decoder, but it is per-byte work the gateway does on the same bodies.
  */
 
 #define _POSIX_C_SOURCE 200809L
@@ -181,85 +178,6 @@ run_case(const char *name, int kind, double seconds)
 }
 
 
-/* nginx's ngx_crc32_table16 and ngx_crc32_short(), as in ngx_crc32.h/.c */
-
-static const uint32_t  crc32_table16[] = {
-    0x00000000, 0x1db71064, 0x3b6e20c8, 0x26d930ac,
-    0x76dc4190, 0x6b6b51f4, 0x4db26158, 0x5005713c,
-    0xedb88320, 0xf00f9344, 0xd6d6a3e8, 0xcb61b38c,
-    0x9b64c2b0, 0x86d3d2d4, 0xa00ae278, 0xbdbdb21c
-};
-
-static uint32_t
-crc32_short(const unsigned char *p, size_t len)
-{
-    unsigned char  c;
-    uint32_t       crc;
-
-    crc = 0xffffffff;
-
-    while (len--) {
-        c = *p++;
-        crc = crc32_table16[(crc ^ (c & 0xf)) & 0xf] ^ (crc >> 4);
-        crc = crc32_table16[(crc ^ (c >> 4)) & 0xf] ^ (crc >> 4);
-    }
-
-    return crc ^ 0xffffffff;
-}
-
-
-/* the CRC over each identity of one body, as the duplicate check does */
-
-static int
-run_crc_case(const char *name, size_t idlen, size_t count, double seconds)
-{
-    static unsigned char  ids[2000][16 + 290];
-    int                   s;
-    size_t                i, iters;
-    uint32_t              sum;
-    double                t0, t1, mbs[SLICES];
-
-    if (count > 2000 || idlen > 290) {
-        return 1;
-    }
-
-    for (i = 0; i < count; i++) {
-        memset(ids[i], 'a' + i % 26, idlen);
-        snprintf((char *) ids[i], 16, "+1555555%04zu", i);
-        ids[i][12] = idlen > 12 ? 'x' : ids[i][12];
-    }
-
-    sum = 0;
-
-    for (s = 0; s < SLICES; s++) {
-        iters = 0;
-        t0 = now();
-
-        do {
-            for (i = 0; i < count; i++) {
-                sum += crc32_short(ids[i], idlen);
-            }
-
-            iters++;
-            t1 = now();
-
-        } while (t1 - t0 < seconds / SLICES);
-
-        mbs[s] = (double) idlen * count * iters / (t1 - t0) / 1e6;
-    }
-
-    qsort(mbs, SLICES, sizeof(double), cmp_double);
-
-    printf("%s\tidentity_bytes=%zu\tidentities=%zu\tslices=%d\t"
-           "MB_per_s=%.0f\tmedian_MB_per_s=%.0f\tns_per_body=%.0f\tsum=%u\n",
-           name, idlen * count, count, SLICES, mbs[SLICES - 1],
-           mbs[SLICES / 2], idlen * count / mbs[SLICES - 1] * 1e3,
-           (unsigned) sum);
-
-    return 0;
-}
-
-
 /* exactly count bodies, no clock: callgrind counts the instructions */
 
 static int
@@ -310,13 +228,16 @@ main(int argc, char **argv)
         return 1;
     }
 
-    /* the identities of the two bodies above: 102 x 290 and 1228 x 12 */
+    /* the portable word-at-a-time scanner, what a CPU without SSE2 gets */
 
-    if (run_crc_case("crc32_short_ids290", 290, 102, seconds / 2) != 0
-        || run_crc_case("crc32_short_ids15", 12, 1228, seconds / 2) != 0)
+    if (!stu_form_scanner(STU_SCAN_WORD)
+        || run_case("ids290_word", 290, seconds) != 0
+        || run_case("ids15_word", 15, seconds) != 0)
     {
         return 1;
     }
+
+    stu_form_scanner(STU_SCAN_BEST);
 
     if (sink_bytes == 0) {
         return 2;

@@ -232,12 +232,11 @@ if ($form) {
     my %label = (
         ids290 => 'decoder + checks, 290-byte identities',
         ids15  => 'decoder + checks, 15-byte identities (%2B escape)',
-        crc32_short_ids290 => 'for comparison: ngx_crc32_short over the 102 x 290-byte identities',
-        crc32_short_ids15  => 'for comparison: ngx_crc32_short over the 1228 x 12-byte identities',
+        ids290_word => 'same, portable word-at-a-time scanner, 290-byte identities',
+        ids15_word  => 'same, portable word-at-a-time scanner, 15-byte identities',
     );
     print "\n## Form decoder alone (bench/form_bench.c: ~30 KB bodies fed in 4 KB pieces)\n\n";
-    print "Best of 20 timed slices (median in parentheses); MB/s of raw body bytes\n"
-        . "(of identity bytes for the CRC rows).\n\n";
+    print "Best of 20 timed slices (median in parentheses); MB/s of raw body bytes.\n\n";
     print "| build | what | identities | MB/s | µs per body |\n|---|---|---:|---:|---:|\n";
     for (split /\n/, $form) {
         my ($build, $name) = /^(\S+)\t(\S+)\t/ or next;
