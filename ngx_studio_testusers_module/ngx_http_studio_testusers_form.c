@@ -472,6 +472,19 @@ stu_form_feed(stu_form_t *f, const unsigned char *p, size_t len)
             if (f->state != stu_st_value) {
                 continue;
             }
+
+            if (*p == '&') {
+
+                /* the usual end of a value */
+
+                p++;
+
+                if (stu_form_value_end(f, f->value, f->value_len) != STU_OK) {
+                    return f->error;
+                }
+
+                continue;
+            }
         }
 
         c = *p++;

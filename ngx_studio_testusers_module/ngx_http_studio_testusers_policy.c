@@ -456,8 +456,12 @@ ngx_http_studio_testusers_identity(void *data, const unsigned char *p,
         id = ((ngx_str_t *) ctx->identities->elts)[ctx->identities->nelts - 1];
     }
 
-    reason = ngx_http_studio_testusers_rules_check(r, ctx, &ctx->conf->rules,
-                                                   &id);
+    reason = STU_OK;
+
+    if (ctx->conf->rules.max_identities || ctx->conf->rules.patterns) {
+        reason = ngx_http_studio_testusers_rules_check(r, ctx,
+                                                       &ctx->conf->rules, &id);
+    }
 
     if (reason == STU_OK && ctx->policy) {
         reason = ngx_http_studio_testusers_rules_check(r, ctx, ctx->policy,
