@@ -11,7 +11,8 @@ MODULE       := objs/ngx_http_studio_testusers_module.so
 SRC_DIR      := ngx_studio_testusers_module
 SOURCES      := $(wildcard $(SRC_DIR)/*.c $(SRC_DIR)/*.h) config
 PURE         := $(SRC_DIR)/ngx_http_studio_testusers_form.c \
-                $(SRC_DIR)/ngx_http_studio_testusers_validate.c
+                $(SRC_DIR)/ngx_http_studio_testusers_validate.c \
+                $(SRC_DIR)/ngx_http_studio_testusers_hash.c
 JSON         := $(SRC_DIR)/ngx_http_studio_testusers_json.c
 CFLAGS_UNIT  := -std=c99 -O2 -g -Wall -Wextra -Werror -I$(SRC_DIR)
 FUZZ_SECONDS ?= 60
@@ -85,7 +86,8 @@ $(BUILD)/unit/%: t/unit/%.c $(PURE) $(wildcard $(SRC_DIR)/*.h)
 	$(CC) $(CFLAGS_UNIT) -fsanitize=address,undefined -fno-sanitize-recover=all \
 	    -o $@ $< $(PURE)
 
-unit: $(BUILD)/unit/form_test $(BUILD)/unit/validate_test
+unit: $(BUILD)/unit/form_test $(BUILD)/unit/validate_test \
+      $(BUILD)/unit/hash_test
 
 prove: build unit
 	prove -j$(PROVE_JOBS) -I t/lib t/

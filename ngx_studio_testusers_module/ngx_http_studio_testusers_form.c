@@ -167,12 +167,19 @@ stu_scan_sse2(const unsigned char *p, const unsigned char *end)
  * matches its own (zero) entry, but it is not printable anyway.
  */
 
+#define stu_plain32(v)                                                        \
+    _mm256_andnot_si256(                                                      \
+        _mm256_cmpeq_epi8(_mm256_shuffle_epi8(lut, _mm256_and_si256(v, low)), \
+                          v),                                                 \
+        _mm256_cmpgt_epi8(lim, _mm256_add_epi8(v, bias)))
+
+
 __attribute__((target("avx2")))
 static const unsigned char *
 stu_scan_avx2(const unsigned char *p, const unsigned char *end)
 {
     uint32_t  m;
-    __m256i   v, s, lut, low, bias, lim;
+    __m256i   a, b, lut, low, bias, lim;
 
     lut = _mm256_setr_epi8(0, 0, 0, 0, 0, '%', '&', 0,
                            0, 0, 0, '+', 0, '=', 0, 0,
@@ -182,15 +189,46 @@ stu_scan_avx2(const unsigned char *p, const unsigned char *end)
     bias = _mm256_set1_epi8(0x60);
     lim = _mm256_set1_epi8(-33);
 
-    while (end - p >= 32) {
-        v = _mm256_loadu_si256((const __m256i *) p);
+    /* most runs are short: one vector first, then two at a time */
 
-        s = _mm256_cmpeq_epi8(
-                _mm256_shuffle_epi8(lut, _mm256_and_si256(v, low)), v);
+    if (end - p >= 32) {
+        a = _mm256_loadu_si256((const __m256i *) p);
+        m = (uint32_t) _mm256_movemask_epi8(stu_plain32(a));
 
-        m = (uint32_t) _mm256_movemask_epi8(
-                _mm256_andnot_si256(s, _mm256_cmpgt_epi8(
-                                           lim, _mm256_add_epi8(v, bias))));
+        if (m != 0xffffffff) {
+            return p + __builtin_ctz(~m);
+        }
+
+        p += 32;
+    }
+
+    while (end - p >= 64) {
+        a = _mm256_loadu_si256((const __m256i *) p);
+        b = _mm256_loadu_si256((const __m256i *) (p + 32));
+        a = stu_plain32(a);
+        b = stu_plain32(b);
+
+        m = (uint32_t) _mm256_movemask_epi8(_mm256_and_si256(a, b));
+
+        if (m != 0xffffffff) {
+            m = (uint32_t) _mm256_movemask_epi8(a);
+
+            if (m != 0xffffffff) {
+                return p + __builtin_ctz(~m);
+            }
+
+            m = (uint32_t) _mm256_movemask_epi8(b);
+
+            return p + 32 + __builtin_ctz(~m);
+        }
+
+        p += 64;
+    }
+
+    if (end - p >= 32) {
+        a = _mm256_loadu_si256((const __m256i *) p);
+        m = (uint32_t) _mm256_movemask_epi8(stu_plain32(a));
+
         if (m != 0xffffffff) {
             return p + __builtin_ctz(~m);
         }

@@ -13,13 +13,7 @@
 #include <openssl/rand.h>
 
 #include "ngx_http_studio_testusers_module.h"
-
-#if (defined __SSE2__)
-#include <emmintrin.h>
-#define NGX_HTTP_STU_ALIGN16  __attribute__((aligned(16)))
-#else
-#define NGX_HTTP_STU_ALIGN16
-#endif
+#include "ngx_http_studio_testusers_hash.h"
 
 
 static char *ngx_http_studio_testusers_policy_directive(ngx_conf_t *cf,
@@ -581,211 +575,34 @@ ngx_http_studio_testusers_violation(ngx_http_request_t *r,
 
 
 /*
- * The duplicates set's hash, keyed per worker so that a client cannot aim
- * many identities at one slot (a collision costs a memcmp(), and chosen
- * collisions would make the set quadratic).
- *
- * With SSE2 it is NH, the universal hash of UMAC: each 32-bit word is
- * added to its own key word and pairs are multiplied into 64-bit sums, so
- * two given identities collide with probability about 2^-32 whatever
- * they are.  Key words cover an identity of STU_IDENTITY_MAX bytes.
+ * The duplicates set's key, per worker: chosen collisions would make the
+ * set quadratic (see ngx_http_studio_testusers_hash.h).  random() is
+ * seeded from the pid and the time, so it is only the last resort.
  */
 
-#define NGX_HTTP_STU_NH_WORDS  ((STU_IDENTITY_MAX + 31) / 32 * 8 + 8)
-
-static uint32_t  ngx_http_studio_testusers_nh_key[NGX_HTTP_STU_NH_WORDS]
-                     NGX_HTTP_STU_ALIGN16;
-static uint64_t  ngx_http_studio_testusers_hash_key[4];
-
-
-static ngx_inline uint64_t
-ngx_http_studio_testusers_mix(uint64_t a, uint64_t b)
-{
-#if (defined __SIZEOF_INT128__)
-    unsigned __int128  m;
-
-    m = (unsigned __int128) a * b;
-
-    return (uint64_t) m ^ (uint64_t) (m >> 64);
-#else
-    uint64_t  m;
-
-    m = (a ^ (b >> 29)) * (b | 1);
-
-    return m ^ (m >> 32);
-#endif
-}
-
-
-/* random() is seeded from the pid and the time: guessable, a last resort */
-
-static void
-ngx_http_studio_testusers_hash_init(void)
-{
-    ngx_uint_t  i;
-    uint64_t   *k;
-
-    k = ngx_http_studio_testusers_hash_key;
-
-    if (RAND_bytes((u_char *) k, sizeof(ngx_http_studio_testusers_hash_key))
-        == 1
-        && RAND_bytes((u_char *) ngx_http_studio_testusers_nh_key,
-                      sizeof(ngx_http_studio_testusers_nh_key))
-           == 1)
-    {
-        k[0] |= 1;
-        return;
-    }
-
-    for (i = 0; i < 4; i++) {
-        k[i] = (uint64_t) ngx_random() << 33 ^ (uint64_t) ngx_random() << 11
-               ^ (uint64_t) ngx_random();
-    }
-
-    k[0] |= 1;
-
-    for (i = 0; i < NGX_HTTP_STU_NH_WORDS; i++) {
-        ngx_http_studio_testusers_nh_key[i] =
-                              (uint32_t) (ngx_random() << 16 ^ ngx_random());
-    }
-}
-
-
-/* a multiply-mix over 16 bytes a step: without SSE2, or past the NH key */
-
-static uint32_t
-ngx_http_studio_testusers_hash_mix(u_char *p, size_t len)
-{
-    u_char    *end;
-    uint32_t   lo, hi;
-    uint64_t   a, b, h, *k;
-
-    k = ngx_http_studio_testusers_hash_key;
-    h = k[0] ^ len;
-    end = p + len;
-
-    while (end - p > 16) {
-        ngx_memcpy(&a, p, 8);
-        ngx_memcpy(&b, p + 8, 8);
-        h = ngx_http_studio_testusers_mix(a ^ k[2] ^ h, b ^ k[3]);
-        p += 16;
-    }
-
-    if (end - p >= 8) {
-        ngx_memcpy(&a, p, 8);
-        ngx_memcpy(&b, end - 8, 8);
-
-    } else if (end - p >= 4) {
-        ngx_memcpy(&lo, p, 4);
-        ngx_memcpy(&hi, end - 4, 4);
-        a = lo;
-        b = hi;
-
-    } else if (end > p) {
-        a = p[0] | (uint64_t) p[(end - p) / 2] << 8
-            | (uint64_t) end[-1] << 16;
-        b = 0;
-
-    } else {
-        a = 0;
-        b = 0;
-    }
-
-    h = ngx_http_studio_testusers_mix(a ^ k[0] ^ h, b ^ k[1] ^ len);
-
-    return (uint32_t) h;
-}
+static stu_hash_key_t  ngx_http_studio_testusers_hash_key;
+static ngx_uint_t      ngx_http_studio_testusers_hash_keyed;
 
 
 static uint32_t
 ngx_http_studio_testusers_hash(u_char *p, size_t len)
 {
-#if (defined __SSE2__)
-    u_char    *end;
-    uint32_t   lo, hi;
-    uint64_t   a, b, *k;
-    __m128i    acc0, acc1, s0, s1, *key;
-#endif
+    u_char      *k;
+    ngx_uint_t   i;
 
-    if (ngx_http_studio_testusers_hash_key[0] == 0) {
-        ngx_http_studio_testusers_hash_init();
-    }
+    if (!ngx_http_studio_testusers_hash_keyed) {
+        k = (u_char *) &ngx_http_studio_testusers_hash_key;
 
-#if (defined __SSE2__)
-
-    if (len > NGX_HTTP_STU_NH_WORDS * 4 - 16) {
-        return ngx_http_studio_testusers_hash_mix(p, len);
-    }
-
-    k = ngx_http_studio_testusers_hash_key;
-    key = (__m128i *) ngx_http_studio_testusers_nh_key;
-    acc0 = _mm_setzero_si128();
-    acc1 = _mm_setzero_si128();
-    end = p + len;
-
-    /* whole 32-byte blocks, two lanes */
-
-    while (end - p > 32) {
-        s0 = _mm_add_epi32(_mm_loadu_si128((__m128i *) p), key[0]);
-        s1 = _mm_add_epi32(_mm_loadu_si128((__m128i *) (p + 16)), key[1]);
-
-        acc0 = _mm_add_epi64(acc0, _mm_mul_epu32(s0, _mm_srli_epi64(s0, 32)));
-        acc1 = _mm_add_epi64(acc1, _mm_mul_epu32(s1, _mm_srli_epi64(s1, 32)));
-
-        p += 32;
-        key += 2;
-    }
-
-    if (end - p > 16) {
-        s0 = _mm_add_epi32(_mm_loadu_si128((__m128i *) p), key[0]);
-        acc0 = _mm_add_epi64(acc0, _mm_mul_epu32(s0, _mm_srli_epi64(s0, 32)));
-        p += 16;
-    }
-
-    /* the last 1 to 16 bytes: as a block that may overlap the one before */
-
-    if (len >= 16) {
-        s1 = _mm_loadu_si128((__m128i *) (end - 16));
-
-    } else {
-        if (len >= 8) {
-            ngx_memcpy(&a, p, 8);
-            ngx_memcpy(&b, end - 8, 8);
-
-        } else if (len >= 4) {
-            ngx_memcpy(&lo, p, 4);
-            ngx_memcpy(&hi, end - 4, 4);
-            a = lo;
-            b = hi;
-
-        } else if (len) {
-            a = p[0] | (uint64_t) p[len / 2] << 8 | (uint64_t) end[-1] << 16;
-            b = 0;
-
-        } else {
-            a = 0;
-            b = 0;
+        if (RAND_bytes(k, sizeof(stu_hash_key_t)) != 1) {
+            for (i = 0; i < sizeof(stu_hash_key_t); i++) {
+                k[i] = (u_char) (ngx_random() >> 7);
+            }
         }
 
-        s1 = _mm_set_epi64x((long long) b, (long long) a);
+        ngx_http_studio_testusers_hash_keyed = 1;
     }
 
-    s1 = _mm_add_epi32(s1,
-              ((__m128i *) ngx_http_studio_testusers_nh_key)
-                                                 [NGX_HTTP_STU_NH_WORDS / 4 - 1]);
-    acc1 = _mm_add_epi64(acc1, _mm_mul_epu32(s1, _mm_srli_epi64(s1, 32)));
-
-    acc0 = _mm_add_epi64(acc0, acc1);
-    ngx_memcpy(&a, &acc0, 8);
-    ngx_memcpy(&b, (u_char *) &acc0 + 8, 8);
-
-    return (uint32_t) ngx_http_studio_testusers_mix(a ^ k[0],
-                                                    b ^ k[1] ^ len);
-#else
-
-    return ngx_http_studio_testusers_hash_mix(p, len);
-
-#endif
+    return stu_hash(&ngx_http_studio_testusers_hash_key, p, len);
 }
 
 

@@ -1,9 +1,9 @@
 #!/usr/bin/perl
 
-# The C unit tests of the form decoder and the request checks, run as
-# subtests: each TAP line of build/unit/form_test and build/unit/
-# validate_test becomes a test here, and each must exit 0.  Build them
-# with `make unit` (`make prove` and `make test` do).
+# The C unit tests of the form decoder, the request checks and the
+# duplicates hash, run as subtests: each TAP line of build/unit/form_test,
+# validate_test and hash_test becomes a test here, and each must exit 0.
+# Build them with `make unit` (`make prove` and `make test` do).
 
 use strict;
 use warnings;
@@ -14,7 +14,7 @@ use Test::More;
 
 my $root = File::Spec->catdir($FindBin::Bin, File::Spec->updir);
 my @tests = map { File::Spec->catfile($root, 'build', 'unit', $_) }
-    qw(form_test validate_test);
+    qw(form_test validate_test hash_test);
 
 my @missing = grep { !-x $_ } @tests;
 

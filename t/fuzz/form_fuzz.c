@@ -9,7 +9,8 @@
  * against a plain, non-streaming reference decoder written from the
  * specification: reason, position, count and the identities themselves.
  * The same bytes then go through stu_check_path(), stu_check_content_type()
- * and stu_check_identity(), each against its own reference or invariants.
+ * and stu_check_identity(), each against its own reference or invariants,
+ * and through every implementation of the duplicates hash.
  */
 
 
@@ -19,6 +20,7 @@
 #include <string.h>
 
 #include "ngx_http_studio_testusers_form.h"
+#include "ngx_http_studio_testusers_hash.h"
 
 
 #define STU_KEY               "TestUsers"
@@ -660,6 +662,39 @@ fz_content_type(const unsigned char *p, size_t size)
 }
 
 
+/* the duplicates hash: every implementation gives the scalar one's value */
+
+static void
+fz_hash(const unsigned char *p, size_t size)
+{
+    size_t                 i;
+    uint32_t               want;
+    static stu_hash_key_t  key;
+
+    if (key.mix[0] == 0) {
+        for (i = 0; i < STU_HASH_NH_WORDS; i++) {
+            key.nh[i] = (uint32_t) (i * 0x9e3779b9u + 0x7f4a7c15u);
+        }
+
+        key.mix[0] = 0x243f6a8885a308d3ULL;
+        key.mix[1] = 0x13198a2e03707344ULL;
+    }
+
+    fz_assert(stu_hash_use(STU_HASH_SCALAR));
+    want = stu_hash(&key, p, size);
+
+    if (stu_hash_use(STU_HASH_SSE2)) {
+        fz_assert(stu_hash(&key, p, size) == want);
+    }
+
+    if (stu_hash_use(STU_HASH_AVX2)) {
+        fz_assert(stu_hash(&key, p, size) == want);
+    }
+
+    fz_assert(stu_hash_use(STU_HASH_BEST));
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -678,6 +713,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fz_content_type(data, size);
 
     fz_assert(stu_check_identity(data, size) == fz_ref_identity(data, size));
+
+    fz_hash(data, size);
 
     return 0;
 }
