@@ -210,10 +210,12 @@ ngx_http_studio_testusers_hmac_key(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
-/* keeps a copy of an identity for the record and the duplicates check */
-
+/* a stalled sender should not make the first chunk bigger than a buffer */
+#define NGX_HTTP_STU_IDS_FIRST  16384
 #define NGX_HTTP_STU_IDS_CHUNK  65536
 
+
+/* keeps a copy of an identity for the record and the duplicates check */
 
 ngx_int_t
 ngx_http_studio_testusers_audit_identity(ngx_http_request_t *r,
@@ -237,19 +239,19 @@ ngx_http_studio_testusers_audit_identity(ngx_http_request_t *r,
     if ((size_t) (ctx->ids_end - ctx->ids_pos) < len) {
 
         /*
-         * The identities are no longer than the body: room for all of
-         * them at once when its length is known, else growing chunks.
+         * The identities are no longer than the body: room for all of a
+         * small body's at once, else chunks doubling up to 64 KB.
          */
 
         if (ctx->ids_size == 0 && r->headers_in.content_length_n > 0) {
-            size = (size_t) r->headers_in.content_length_n;
+            size = ngx_min((size_t) r->headers_in.content_length_n,
+                           NGX_HTTP_STU_IDS_FIRST);
 
         } else {
-            size = ctx->ids_size ? ctx->ids_size * 2 : 1024;
+            size = ngx_min(ctx->ids_size * 2, NGX_HTTP_STU_IDS_CHUNK);
         }
 
-        size = ngx_min(size, NGX_HTTP_STU_IDS_CHUNK);
-        size = ngx_max(size, len);
+        size = ngx_max(size, ngx_max(len, 1024));
 
         ctx->ids_pos = ngx_pnalloc(r->pool, size);
         if (ctx->ids_pos == NULL) {

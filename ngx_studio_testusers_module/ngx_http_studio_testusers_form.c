@@ -9,9 +9,9 @@
 
 #include "ngx_http_studio_testusers_form.h"
 
-#if (defined __x86_64__ && defined __GNUC__)
-#define STU_X86  1
-#include <immintrin.h>
+#if (defined __SSE2__)
+#define STU_SSE2  1
+#include <emmintrin.h>
 #endif
 
 
@@ -77,10 +77,8 @@ typedef const unsigned char *(*stu_scan_pt)(const unsigned char *p,
 
 static const unsigned char *stu_scan_word(const unsigned char *p,
     const unsigned char *end);
-#if (STU_X86)
+#if (STU_SSE2)
 static const unsigned char *stu_scan_sse2(const unsigned char *p,
-    const unsigned char *end);
-static const unsigned char *stu_scan_avx2(const unsigned char *p,
     const unsigned char *end);
 #endif
 
@@ -119,7 +117,7 @@ stu_scan_word(const unsigned char *p, const unsigned char *end)
 }
 
 
-#if (STU_X86)
+#if (STU_SSE2)
 
 /*
  * x + 0x60 maps 0x20..0x7e onto -128..-34 as signed bytes and every other
@@ -160,85 +158,6 @@ stu_scan_sse2(const unsigned char *p, const unsigned char *end)
     return p;
 }
 
-
-/*
- * The four syntax bytes have distinct low nibbles: a table lookup by low
- * nibble gives the only syntax byte each byte could be.  A byte of zero
- * matches its own (zero) entry, but it is not printable anyway.
- */
-
-#define stu_plain32(v)                                                        \
-    _mm256_andnot_si256(                                                      \
-        _mm256_cmpeq_epi8(_mm256_shuffle_epi8(lut, _mm256_and_si256(v, low)), \
-                          v),                                                 \
-        _mm256_cmpgt_epi8(lim, _mm256_add_epi8(v, bias)))
-
-
-__attribute__((target("avx2")))
-static const unsigned char *
-stu_scan_avx2(const unsigned char *p, const unsigned char *end)
-{
-    uint32_t  m;
-    __m256i   a, b, lut, low, bias, lim;
-
-    lut = _mm256_setr_epi8(0, 0, 0, 0, 0, '%', '&', 0,
-                           0, 0, 0, '+', 0, '=', 0, 0,
-                           0, 0, 0, 0, 0, '%', '&', 0,
-                           0, 0, 0, '+', 0, '=', 0, 0);
-    low = _mm256_set1_epi8(0x0f);
-    bias = _mm256_set1_epi8(0x60);
-    lim = _mm256_set1_epi8(-33);
-
-    /* most runs are short: one vector first, then two at a time */
-
-    if (end - p >= 32) {
-        a = _mm256_loadu_si256((const __m256i *) p);
-        m = (uint32_t) _mm256_movemask_epi8(stu_plain32(a));
-
-        if (m != 0xffffffff) {
-            return p + __builtin_ctz(~m);
-        }
-
-        p += 32;
-    }
-
-    while (end - p >= 64) {
-        a = _mm256_loadu_si256((const __m256i *) p);
-        b = _mm256_loadu_si256((const __m256i *) (p + 32));
-        a = stu_plain32(a);
-        b = stu_plain32(b);
-
-        m = (uint32_t) _mm256_movemask_epi8(_mm256_and_si256(a, b));
-
-        if (m != 0xffffffff) {
-            m = (uint32_t) _mm256_movemask_epi8(a);
-
-            if (m != 0xffffffff) {
-                return p + __builtin_ctz(~m);
-            }
-
-            m = (uint32_t) _mm256_movemask_epi8(b);
-
-            return p + 32 + __builtin_ctz(~m);
-        }
-
-        p += 64;
-    }
-
-    if (end - p >= 32) {
-        a = _mm256_loadu_si256((const __m256i *) p);
-        m = (uint32_t) _mm256_movemask_epi8(stu_plain32(a));
-
-        if (m != 0xffffffff) {
-            return p + __builtin_ctz(~m);
-        }
-
-        p += 32;
-    }
-
-    return stu_scan_sse2(p, end);
-}
-
 #endif
 
 
@@ -251,28 +170,15 @@ stu_form_scanner(stu_scan_e scan)
         stu_scan = stu_scan_word;
         return 1;
 
-#if (STU_X86)
+#if (STU_SSE2)
     case STU_SCAN_SSE2:
         stu_scan = stu_scan_sse2;
         return 1;
 
-    case STU_SCAN_AVX2:
-        __builtin_cpu_init();
-
-        if (!__builtin_cpu_supports("avx2")) {
-            return 0;
-        }
-
-        stu_scan = stu_scan_avx2;
-        return 1;
 #endif
 
     case STU_SCAN_BEST:
-#if (STU_X86)
-        if (stu_form_scanner(STU_SCAN_AVX2)) {
-            return 1;
-        }
-
+#if (STU_SSE2)
         stu_scan = stu_scan_sse2;
 #else
         stu_scan = stu_scan_word;

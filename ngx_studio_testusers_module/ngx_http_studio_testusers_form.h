@@ -56,8 +56,7 @@ typedef struct {
 typedef enum {
     STU_SCAN_BEST = 0,
     STU_SCAN_WORD,
-    STU_SCAN_SSE2,
-    STU_SCAN_AVX2
+    STU_SCAN_SSE2
 } stu_scan_e;
 
 

@@ -8,9 +8,9 @@
 
 #include "ngx_http_studio_testusers_hash.h"
 
-#if (defined __x86_64__ && defined __GNUC__)
-#define STU_X86  1
-#include <immintrin.h>
+#if (defined __SSE2__)
+#define STU_SSE2  1
+#include <emmintrin.h>
 #endif
 
 
@@ -110,13 +110,13 @@ stu_nh_scalar(const uint32_t *k, const unsigned char *p, size_t len,
 }
 
 
-#if (STU_X86)
+#if (STU_SSE2)
 
 #define stu_nh_128(acc, s)                                                   \
     acc = _mm_add_epi64(acc, _mm_mul_epu32(s, _mm_srli_epi64(s, 32)))
 
 
-/* the 16-byte block, the last block, the lanes out: SSE2 and AVX2 alike */
+/* the 16-byte block, the last block, the lanes out */
 
 static void
 stu_nh_finish(const uint32_t *k, const uint32_t *kl, const unsigned char *p,
@@ -176,33 +176,6 @@ stu_nh_sse2(const uint32_t *k, const unsigned char *p, size_t len,
     stu_nh_finish(k, kl, p, end, len, acc0, acc1, l);
 }
 
-
-__attribute__((target("avx2")))
-static void
-stu_nh_avx2(const uint32_t *k, const unsigned char *p, size_t len,
-    uint64_t *l)
-{
-    __m256i               acc, s;
-    const uint32_t       *kl;
-    const unsigned char  *end;
-
-    kl = k + STU_HASH_NH_WORDS - 4;
-    end = p + len;
-    acc = _mm256_setzero_si256();
-
-    while (end - p > 32) {
-        s = _mm256_add_epi32(_mm256_loadu_si256((const __m256i *) p),
-                             _mm256_loadu_si256((const __m256i *) k));
-        acc = _mm256_add_epi64(acc,
-                               _mm256_mul_epu32(s, _mm256_srli_epi64(s, 32)));
-        p += 32;
-        k += 8;
-    }
-
-    stu_nh_finish(k, kl, p, end, len, _mm256_castsi256_si128(acc),
-                  _mm256_extracti128_si256(acc, 1), l);
-}
-
 #endif
 
 
@@ -234,28 +207,15 @@ stu_hash_use(stu_hash_impl_e impl)
         stu_nh = stu_nh_scalar;
         return 1;
 
-#if (STU_X86)
+#if (STU_SSE2)
     case STU_HASH_SSE2:
         stu_nh = stu_nh_sse2;
         return 1;
 
-    case STU_HASH_AVX2:
-        __builtin_cpu_init();
-
-        if (!__builtin_cpu_supports("avx2")) {
-            return 0;
-        }
-
-        stu_nh = stu_nh_avx2;
-        return 1;
 #endif
 
     case STU_HASH_BEST:
-#if (STU_X86)
-        if (stu_hash_use(STU_HASH_AVX2)) {
-            return 1;
-        }
-
+#if (STU_SSE2)
         stu_nh = stu_nh_sse2;
 #else
         stu_nh = stu_nh_scalar;

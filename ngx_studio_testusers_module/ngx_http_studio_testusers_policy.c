@@ -423,10 +423,12 @@ ngx_http_studio_testusers_identity(void *data, const unsigned char *p,
 
     ngx_int_t                         rc, duplicates;
     ngx_str_t                         id;
+    ngx_uint_t                        kept;
     stu_reason_e                      reason;
     ngx_http_studio_testusers_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_studio_testusers_module);
+    kept = 0;
 
     ctx->seen++;
 
@@ -448,6 +450,7 @@ ngx_http_studio_testusers_identity(void *data, const unsigned char *p,
         }
 
         id = ((ngx_str_t *) ctx->identities->elts)[ctx->identities->nelts - 1];
+        kept = 1;
     }
 
     reason = STU_OK;
@@ -462,23 +465,25 @@ ngx_http_studio_testusers_identity(void *data, const unsigned char *p,
                                                        &id);
     }
 
-    if (reason != STU_OK || duplicates) {
-        return reason;
+    if (reason == STU_OK && !duplicates) {
+        rc = ngx_http_studio_testusers_seen_before(r, ctx, &id);
+
+        if (rc == NGX_ERROR) {
+            reason = STU_INTERNAL_ERROR;
+
+        } else if (rc == NGX_OK) {
+            reason = ngx_http_studio_testusers_violation(r, ctx,
+                                                    STU_DUPLICATE_IDENTITY,
+                                                    ctx->seen);
+        }
     }
 
-    rc = ngx_http_studio_testusers_seen_before(r, ctx, &id);
-
-    if (rc == NGX_ERROR) {
-        return STU_INTERNAL_ERROR;
+    if (reason != STU_OK && kept) {
+        /* the record counts and lists accepted values only */
+        ctx->identities->nelts--;
     }
 
-    if (rc == NGX_OK) {
-        return ngx_http_studio_testusers_violation(r, ctx,
-                                                   STU_DUPLICATE_IDENTITY,
-                                                   ctx->seen);
-    }
-
-    return STU_OK;
+    return reason;
 }
 
 

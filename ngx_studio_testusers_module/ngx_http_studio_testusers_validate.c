@@ -360,6 +360,10 @@ stu_content_type_kind(const unsigned char *p, size_t len)
  * RFC 3629 UTF-8 without overlong forms or surrogates; control characters
  * are C0, DEL and C1: none belongs in a phone number or a chat identity,
  * and they would corrupt logs and Twilio's own consoles.
+ *
+ * The form decoder does not call this for values of printable ASCII only
+ * (1 to STU_IDENTITY_MAX bytes of 0x20-0x7e), which must all pass here;
+ * t/unit/form_test.c and the fuzz target would fail if that changed.
  */
 
 stu_reason_e

@@ -150,12 +150,13 @@ for my $s (@seq) {
 
 req(undef, 'POST', 'alice', 'TestUsers=%2B1555&TestUsers=%00');
 req(undef, 'DELETE', 'bob');
+req(undef, 'POST', 'alice', 'TestUsers=dup-a&TestUsers=dup-b&TestUsers=dup-a');
 req(undef, 'POST', undef, 'TestUsers=a');    # auth_basic says 401 first
 
 $t->stop_nginx;
 
 my @recs = records('logs/audit.log');
-is(scalar @recs, 6, 'one record per judged request (401 by auth_basic is not ours)');
+is(scalar @recs, 7, 'one record per judged request (401 by auth_basic is not ours)');
 
 for my $i (0 .. 3) {
     my ($who, $method, $ids, $added, $removed, $baseline) = @{ $seq[$i] };
@@ -200,6 +201,10 @@ is($recs[4]{reason}, 'identity_control_char', 'rejected POST: reason');
 is($recs[4]{status}, 400, 'rejected POST: status');
 is($recs[4]{upstream_status}, undef, 'rejected POST: no upstream');
 is($recs[5]{reason}, 'method_not_allowed', 'rejected DELETE: reason');
+is($recs[6]{reason}, 'duplicate_identity', 'refused duplicate: reason');
+is($recs[6]{identities}, 2, 'refused duplicate: the two accepted values counted');
+is_deeply($recs[6]{identity_tokens}, [ sort map { token($_) } qw(dup-a dup-b) ],
+          'refused duplicate: tokens of the accepted values only');
 
 # nothing personal or secret anywhere
 my $all = join '', map { $t->read_file("logs/$_") } qw(audit.log error.log access.log);

@@ -1181,7 +1181,6 @@ main(void)
     } scanners[] = {
         { STU_SCAN_WORD, "word" },
         { STU_SCAN_SSE2, "sse2" },
-        { STU_SCAN_AVX2, "avx2" },
         { STU_SCAN_BEST, "best" }
     };
 
