@@ -210,11 +210,6 @@ ngx_http_studio_testusers_hmac_key(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
-/* a stalled sender should not make the first chunk bigger than a buffer */
-#define NGX_HTTP_STU_IDS_FIRST  16384
-#define NGX_HTTP_STU_IDS_CHUNK  65536
-
-
 /* keeps a copy of an identity for the record and the duplicates check */
 
 ngx_int_t
@@ -239,19 +234,20 @@ ngx_http_studio_testusers_audit_identity(ngx_http_request_t *r,
     if ((size_t) (ctx->ids_end - ctx->ids_pos) < len) {
 
         /*
-         * The identities are no longer than the body: room for all of a
-         * small body's at once, else chunks doubling up to 64 KB.
+         * Chunks of what a pool block holds, for a small body all of it:
+         * larger ones would be malloc()ed and freed per request, and glibc
+         * then trims and regrows the heap (page faults in every request).
          */
 
-        if (ctx->ids_size == 0 && r->headers_in.content_length_n > 0) {
-            size = ngx_min((size_t) r->headers_in.content_length_n,
-                           NGX_HTTP_STU_IDS_FIRST);
+        size = r->pool->max;
 
-        } else {
-            size = ngx_min(ctx->ids_size * 2, NGX_HTTP_STU_IDS_CHUNK);
+        if (r->headers_in.content_length_n > 0
+            && (size_t) r->headers_in.content_length_n < size)
+        {
+            size = (size_t) r->headers_in.content_length_n;
         }
 
-        size = ngx_max(size, ngx_max(len, 1024));
+        size = ngx_max(size, len);
 
         ctx->ids_pos = ngx_pnalloc(r->pool, size);
         if (ctx->ids_pos == NULL) {
@@ -259,7 +255,6 @@ ngx_http_studio_testusers_audit_identity(ngx_http_request_t *r,
         }
 
         ctx->ids_end = ctx->ids_pos + size;
-        ctx->ids_size = size;
     }
 
     id->data = ctx->ids_pos;

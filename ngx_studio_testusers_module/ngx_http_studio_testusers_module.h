@@ -152,7 +152,6 @@ typedef struct {
     ngx_array_t                       *identities;    /* of ngx_str_t */
     u_char                            *ids_pos;       /* their bytes */
     u_char                            *ids_end;
-    size_t                             ids_size;
     u_char                            *baseline;      /* sorted digests */
     ngx_uint_t                         baseline_n;
     ngx_buf_t                         *response;      /* upstream JSON */
