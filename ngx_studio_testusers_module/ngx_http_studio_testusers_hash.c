@@ -231,8 +231,31 @@ stu_hash_use(stu_hash_impl_e impl)
 uint32_t
 stu_hash(const stu_hash_key_t *key, const unsigned char *p, size_t len)
 {
-    size_t    n;
-    uint64_t  h, l[4];
+    size_t           n;
+    uint64_t         a, b, h, l[4];
+    const uint32_t  *k;
+
+    if (len <= 16) {
+
+        /* what stu_nh() gives for these: only the last block, lanes 2, 3 */
+
+        stu_nh_short(p, len, &a, &b);
+
+        if (len == 16) {
+            memcpy(&a, p, 8);
+            memcpy(&b, p + 8, 8);
+        }
+
+        l[2] = 0;
+        l[3] = 0;
+        k = key->nh + STU_HASH_NH_WORDS - 4;
+
+        stu_nh_pair(l[2], (uint32_t) a, (uint32_t) (a >> 32), k[0], k[1]);
+        stu_nh_pair(l[3], (uint32_t) b, (uint32_t) (b >> 32), k[2], k[3]);
+
+        return (uint32_t) stu_mix(l[2] ^ key->mix[0],
+                                  l[3] ^ key->mix[1] ^ len);
+    }
 
     if (stu_nh == NULL) {
         (void) stu_hash_use(STU_HASH_BEST);
