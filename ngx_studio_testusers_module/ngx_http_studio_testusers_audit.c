@@ -210,13 +210,125 @@ ngx_http_studio_testusers_hmac_key(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
+/*
+ * The copies live in chunks that each worker keeps for its next requests:
+ * allocating them per request (from the pool or not) made glibc trim and
+ * regrow the heap, and the 30 KB benchmark took a page fault or more per
+ * request.  A request's chunks go back when its pool is destroyed, after
+ * the log phase has written the record.
+ */
+
+#define NGX_HTTP_STU_CHUNK_SIZE   8192
+#define NGX_HTTP_STU_CHUNKS_KEPT  128       /* 1 MB a worker at most */
+
+
+typedef struct ngx_http_studio_testusers_chunk_s
+    ngx_http_studio_testusers_chunk_t;
+
+struct ngx_http_studio_testusers_chunk_s {
+    ngx_http_studio_testusers_chunk_t  *next;
+};
+
+
+typedef struct {
+    ngx_http_studio_testusers_chunk_t  *chunks;
+} ngx_http_studio_testusers_ids_t;
+
+
+static ngx_http_studio_testusers_chunk_t  *ngx_http_studio_testusers_free;
+static ngx_uint_t                          ngx_http_studio_testusers_nfree;
+
+
+static void
+ngx_http_studio_testusers_ids_cleanup(void *data)
+{
+    ngx_http_studio_testusers_ids_t *ids = data;
+
+    ngx_http_studio_testusers_chunk_t  *c, *next;
+
+    for (c = ids->chunks; c; c = next) {
+        next = c->next;
+
+        if (ngx_http_studio_testusers_nfree < NGX_HTTP_STU_CHUNKS_KEPT) {
+            c->next = ngx_http_studio_testusers_free;
+            ngx_http_studio_testusers_free = c;
+            ngx_http_studio_testusers_nfree++;
+
+        } else {
+            ngx_free(c);
+        }
+    }
+
+    ids->chunks = NULL;
+}
+
+
+static ngx_int_t
+ngx_http_studio_testusers_ids_room(ngx_http_request_t *r,
+    ngx_http_studio_testusers_ctx_t *ctx, size_t len)
+{
+    ngx_pool_cleanup_t                 *cln;
+    ngx_http_studio_testusers_ids_t    *ids;
+    ngx_http_studio_testusers_chunk_t  *c;
+
+    if (len > NGX_HTTP_STU_CHUNK_SIZE - sizeof(*c)) {
+
+        /* never, for an identity */
+
+        ctx->ids_pos = ngx_pnalloc(r->pool, len);
+        if (ctx->ids_pos == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->ids_end = ctx->ids_pos + len;
+        return NGX_OK;
+    }
+
+    ids = ctx->ids;
+
+    if (ids == NULL) {
+        cln = ngx_pool_cleanup_add(r->pool,
+                                   sizeof(ngx_http_studio_testusers_ids_t));
+        if (cln == NULL) {
+            return NGX_ERROR;
+        }
+
+        ids = cln->data;
+        ids->chunks = NULL;
+        ctx->ids = ids;
+
+        cln->handler = ngx_http_studio_testusers_ids_cleanup;
+    }
+
+    c = ngx_http_studio_testusers_free;
+
+    if (c) {
+        ngx_http_studio_testusers_free = c->next;
+        ngx_http_studio_testusers_nfree--;
+
+    } else {
+        c = ngx_alloc(NGX_HTTP_STU_CHUNK_SIZE, r->connection->log);
+        if (c == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    c->next = ids->chunks;
+    ids->chunks = c;
+
+    ctx->ids_pos = (u_char *) (c + 1);
+    ctx->ids_end = (u_char *) c + NGX_HTTP_STU_CHUNK_SIZE;
+
+    return NGX_OK;
+}
+
+
 /* keeps a copy of an identity for the record and the duplicates check */
 
 ngx_int_t
 ngx_http_studio_testusers_audit_identity(ngx_http_request_t *r,
     ngx_http_studio_testusers_ctx_t *ctx, const unsigned char *p, size_t len)
 {
-    size_t      size;
     ngx_str_t  *id;
 
     if (ctx->identities == NULL) {
@@ -231,30 +343,10 @@ ngx_http_studio_testusers_audit_identity(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if ((size_t) (ctx->ids_end - ctx->ids_pos) < len) {
-
-        /*
-         * Chunks of what a pool block holds, for a small body all of it:
-         * larger ones would be malloc()ed and freed per request, and glibc
-         * then trims and regrows the heap (page faults in every request).
-         */
-
-        size = r->pool->max;
-
-        if (r->headers_in.content_length_n > 0
-            && (size_t) r->headers_in.content_length_n < size)
-        {
-            size = (size_t) r->headers_in.content_length_n;
-        }
-
-        size = ngx_max(size, len);
-
-        ctx->ids_pos = ngx_pnalloc(r->pool, size);
-        if (ctx->ids_pos == NULL) {
-            return NGX_ERROR;
-        }
-
-        ctx->ids_end = ctx->ids_pos + size;
+    if ((size_t) (ctx->ids_end - ctx->ids_pos) < len
+        && ngx_http_studio_testusers_ids_room(r, ctx, len) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     id->data = ctx->ids_pos;

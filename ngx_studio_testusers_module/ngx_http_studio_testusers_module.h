@@ -150,7 +150,8 @@ typedef struct {
     /* audit: the judging location's conf, identities, baseline snapshot */
     ngx_http_studio_testusers_loc_conf_t     *conf;
     ngx_array_t                       *identities;    /* of ngx_str_t */
-    u_char                            *ids_pos;       /* their bytes */
+    void                              *ids;           /* their chunks */
+    u_char                            *ids_pos;
     u_char                            *ids_end;
     u_char                            *baseline;      /* sorted digests */
     ngx_uint_t                         baseline_n;
