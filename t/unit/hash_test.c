@@ -154,8 +154,8 @@ static void
 t_same(const stu_hash_key_t *key)
 {
     size_t          len, off, bad, n, i;
-    uint32_t        want;
-    unsigned char  *buf;
+    uint32_t        want, got;
+    unsigned char  *buf, *exact;
 
     static const struct {
         stu_hash_impl_e   impl;
@@ -188,7 +188,15 @@ t_same(const stu_hash_key_t *key)
 
                 want = t_ref(key, buf + off, len);
 
-                if (stu_hash(key, buf + off, len) != want) {
+                /* the input ends where its allocation does: ASan sees a
+                 * read past it */
+
+                exact = malloc(off + len ? off + len : 1);
+                memcpy(exact + off, buf + off, len);
+                got = stu_hash(key, exact + off, len);
+                free(exact);
+
+                if (got != want) {
                     if (bad++ == 0) {
                         tap_diag("hash %s: length %zu offset %zu differs "
                                  "from the reference", impls[n].name, len,
