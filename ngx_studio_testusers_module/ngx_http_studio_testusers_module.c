@@ -644,6 +644,15 @@ ngx_http_studio_testusers_log_handler(ngx_http_request_t *r)
 
     ngx_http_studio_testusers_credentials_recall(r);
 
+    /*
+     * With log_subrequest on, a subrequest (a mirror) is logged too, and
+     * maybe before the main request ends: the record is the main's alone.
+     */
+
+    if (r != r->main) {
+        return NGX_OK;
+    }
+
     ctx = ngx_http_studio_testusers_get_ctx(r);
 
     if (ctx == NULL || ctx->logged) {

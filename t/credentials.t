@@ -9,6 +9,7 @@ use strict;
 use warnings;
 
 use Test::More;
+use JSON::PP;
 use lib 't/lib';
 use StudioTest;
 use Time::HiRes qw(sleep);
@@ -103,13 +104,17 @@ $t->start_nginx(<<"CONF");
 
     server {
         listen 127.0.0.1:%%PORT_MIRROR%%;
+        log_subrequest on;
         location /v2/ {
             studio_testusers on;
+            studio_testusers_audit_log %%DIR%%/logs/mirror-audit.log;
+            studio_testusers_pass_header X-Standin-Delay;
             mirror /mirror;
             proxy_pass http://%%UPSTREAM%%;
         }
         location = /mirror {
             internal;
+            proxy_set_header X-Standin-Delay "";
             proxy_pass http://%%UPSTREAM_OTHER%%\$request_uri;
         }
     }
@@ -281,6 +286,20 @@ my $m = $t->recorded('other');
 is(scalar @$m, 1, 'mirror subrequest sent');
 is_deeply([ StudioTest::header_values($m->[0] // { headers => [] }, 'Authorization') ],
           [ 'Bearer mine' ], 'mirror subrequest: the client\'s own header, never the service one');
+$t->clear_recorded('other');
+
+# log_subrequest on: the mirror, done first, must not write the main
+# request's audit record before the main request has its answer
+$t->write_file('logs/mirror-audit.log', '');
+$r = get_on('mirror', 'X-Standin-Delay: 0.5');
+is($r->{status}, 200, 'mirror with log_subrequest: 200');
+for (1 .. 40) { last if $t->read_file('logs/mirror-audit.log') =~ /\n/; sleep 0.05 }
+my @mrec = map { JSON::PP::decode_json($_) } grep { length }
+    split /\n/, $t->read_file('logs/mirror-audit.log');
+is(scalar @mrec, 1, 'mirror with log_subrequest: one audit record');
+is($mrec[0] && $mrec[0]{upstream_status}, 200,
+   'mirror with log_subrequest: the record has the main request\'s upstream answer');
+$t->clear_recorded;
 $t->clear_recorded('other');
 
 $r = get_on('fallback', 'Authorization: Bearer mine');
