@@ -400,6 +400,11 @@ for (( t = 1; t < SECONDS_LOAD; t++ )); do
         fi
     fi
     if (( t % REOPEN_EVERY == 0 )); then
+        # not in the same instant as a reload: a master that opens the
+        # logs for its new cycle between the rename and the create writes
+        # to a file "create" then unlinks, for access_log as much as for
+        # the audit log (the new workers' lines until they reopen are lost)
+        (( t % RELOAD_EVERY == 0 )) && sleep 0.5
         reopens=$(( reopens + 1 ))
         for f in audit.log access.log; do
             mv "$GW/logs/$f" "$GW/logs/$f.$reopens" 2>/dev/null || true

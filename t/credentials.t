@@ -290,10 +290,11 @@ $t->clear_recorded('other');
 
 # log_subrequest on: the mirror, done first, must not write the main
 # request's audit record before the main request has its answer
-$t->write_file('logs/mirror-audit.log', '');
+for (1 .. 200) { last if $t->read_file('logs/mirror-audit.log') =~ /\n/; sleep 0.05 }
+$t->write_file('logs/mirror-audit.log', '');    # the mirror request above is logged
 $r = get_on('mirror', 'X-Standin-Delay: 0.5');
 is($r->{status}, 200, 'mirror with log_subrequest: 200');
-for (1 .. 40) { last if $t->read_file('logs/mirror-audit.log') =~ /\n/; sleep 0.05 }
+for (1 .. 200) { last if $t->read_file('logs/mirror-audit.log') =~ /\n/; sleep 0.05 }
 my @mrec = map { JSON::PP::decode_json($_) } grep { length }
     split /\n/, $t->read_file('logs/mirror-audit.log');
 is(scalar @mrec, 1, 'mirror with log_subrequest: one audit record');
