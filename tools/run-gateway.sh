@@ -18,6 +18,19 @@ flow=FW0123456789abcdef0123456789abcdef
 mkdir -p "$run/logs" "$run/tmp"
 chmod 0755 "$run"
 
+# whatever ends this script (Ctrl-C, kill, a supervisor) ends nginx and the
+# stand-in with it, so that nothing is left holding the ports
+standin_pid=
+nginx_pid=
+stop() {
+    [ -n "$nginx_pid" ] && kill -QUIT "$nginx_pid" 2>/dev/null \
+        && wait "$nginx_pid" 2>/dev/null
+    [ -n "$standin_pid" ] && kill "$standin_pid" 2>/dev/null
+    return 0
+}
+trap stop EXIT
+trap 'exit 0' INT TERM HUP
+
 if [ -n "${TWILIO_CREDENTIALS:-}" ]; then
     credentials=$(readlink -f "$TWILIO_CREDENTIALS")
     upstream=$(cat <<CONF
@@ -42,7 +55,6 @@ else
         --credentials "$credentials" --state "$run/standin-state" \
         > "$run/logs/standin.log" 2>&1 &
     standin_pid=$!
-    trap 'kill $standin_pid 2>/dev/null || true' EXIT
 
     upstream="            proxy_pass http://127.0.0.1:$standin_port;"
     target="the local Twilio stand-in on 127.0.0.1:$standin_port"
@@ -77,6 +89,7 @@ http {
     access_log /dev/stdout studio;
 
     studio_testusers_credentials $credentials;
+    studio_testusers_audit_log $run/logs/audit.log;
 
     server {
         listen 127.0.0.1:$port;
@@ -101,6 +114,7 @@ cat <<MSG
 
   Gateway: http://127.0.0.1:$port  ->  $target
   Config:  $run/nginx.conf     Logs: $run/logs/
+  Audit:   $run/logs/audit.log (one JSON line per judged request)
   No Twilio credentials needed on the client side: the gateway adds them.
 
   Try:
@@ -114,4 +128,6 @@ cat <<MSG
 
 MSG
 
-/usr/sbin/nginx -p "$run/" -c "$run/nginx.conf" -e "$run/logs/error.log"
+/usr/sbin/nginx -p "$run/" -c "$run/nginx.conf" -e "$run/logs/error.log" &
+nginx_pid=$!
+wait "$nginx_pid"
