@@ -274,19 +274,20 @@ ngx_http_studio_testusers_ids_room(ngx_http_request_t *r,
     ngx_http_studio_testusers_ids_t    *ids;
     ngx_http_studio_testusers_chunk_t  *c;
 
-    size = len;
-
     if (ctx->ids == NULL && r->headers_in.content_length_n > 0
         && r->headers_in.content_length_n <= NGX_HTTP_STU_SMALL_BODY)
     {
         /* the identities of a small body fit in its length: from the pool */
         size = ngx_max(len, (size_t) r->headers_in.content_length_n);
+
+    } else if (len > NGX_HTTP_STU_CHUNK_SIZE - sizeof(*c)) {
+        size = len;                     /* longer than a chunk: never */
+
+    } else {
+        size = 0;
     }
 
-    if (size > len || len > NGX_HTTP_STU_CHUNK_SIZE - sizeof(*c)) {
-
-        /* a small body, or an identity longer than a chunk (never) */
-
+    if (size) {
         ctx->ids_pos = ngx_pnalloc(r->pool, size);
         if (ctx->ids_pos == NULL) {
             return NGX_ERROR;

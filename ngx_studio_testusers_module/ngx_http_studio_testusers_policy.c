@@ -453,12 +453,8 @@ ngx_http_studio_testusers_identity(void *data, const unsigned char *p,
         kept = 1;
     }
 
-    reason = STU_OK;
-
-    if (ctx->conf->rules.max_identities || ctx->conf->rules.patterns) {
-        reason = ngx_http_studio_testusers_rules_check(r, ctx,
-                                                       &ctx->conf->rules, &id);
-    }
+    reason = ngx_http_studio_testusers_rules_check(r, ctx, &ctx->conf->rules,
+                                                   &id);
 
     if (reason == STU_OK && ctx->policy) {
         reason = ngx_http_studio_testusers_rules_check(r, ctx, ctx->policy,
@@ -496,6 +492,10 @@ ngx_http_studio_testusers_rules_check(ngx_http_request_t *r,
     ngx_uint_t     i;
     ngx_regex_t  **re;
     stu_reason_e   reason;
+
+    if (p->max_identities == 0 && p->patterns == NULL) {
+        return STU_OK;
+    }
 
     if (p->max_identities && ctx->seen > p->max_identities) {
         reason = ngx_http_studio_testusers_violation(r, ctx,
